@@ -1,0 +1,117 @@
+"""The HTML book: table of contents, a warning-free build, Chinese search, launch links."""
+
+import json
+import re
+
+import pytest
+import yaml
+
+from conftest import BOOK_DIR, CHAPTER_NOTEBOOKS, HTML_DIR, NOTEBOOK_DIR, ROOT, rel
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+
+
+def toc_files(node):
+    """Every `file:` entry of the TOC (root included), as written there."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("file", "root"):
+                yield value
+            else:
+                yield from toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from toc_files(item)
+
+
+def resolve(entry):
+    """The source file a TOC entry names (entries omit the suffix)."""
+    matches = [p for p in (ROOT / f"{entry}.ipynb", ROOT / f"{entry}.md") if p.exists()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def pages_that_must_be_listed():
+    pages = list(CHAPTER_NOTEBOOKS)
+    twins = {f"{p.stem}.md" for p in CHAPTER_NOTEBOOKS}
+    pages += [p for p in sorted(BOOK_DIR.glob("*.md")) if p.name not in twins]
+    return pages
+
+
+def test_every_toc_entry_names_one_existing_file():
+    for entry in toc_files(TOC):
+        assert resolve(entry), (
+            f"_toc.yml lists {entry!r}, but there is no {entry}.ipynb or {entry}.md "
+            "(or there are both); fix the entry or add the page"
+        )
+
+
+def test_every_page_is_in_the_toc():
+    listed = {resolve(entry) for entry in toc_files(TOC)}
+    missing = [rel(p) for p in pages_that_must_be_listed() if p not in listed]
+    assert not missing, (
+        f"{missing} are not in _toc.yml, so the book silently leaves them out "
+        "(only_build_toc_files); add them to _toc.yml (chapters by their notebooks/ path)"
+    )
+
+
+def test_chapters_are_listed_by_their_notebook_so_colab_can_open_them():
+    for entry in toc_files(TOC):
+        path = resolve(entry)
+        if path is not None and re.match(r"\d\d_", path.name):
+            assert path.suffix == ".ipynb", (
+                f"_toc.yml lists chapter {entry!r} as Markdown; list notebooks/{path.stem} "
+                "so the Colab button opens a notebook"
+            )
+
+
+def test_book_builds_without_warnings(built_book):
+    returncode, log = built_book
+    warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert returncode == 0 and not warnings, (
+        "`make book` (jupyter-book build . -W -n --keep-going) failed or warned:\n"
+        + "\n".join(warnings[:20] or log.splitlines()[-20:])
+    )
+
+
+def load_search_index():
+    text = (HTML_DIR / "searchindex.js").read_text(encoding="utf-8")
+    return json.loads(text[text.index("(") + 1 : text.rindex(")")])
+
+
+@pytest.mark.parametrize("word", ["张量", "梯度", "反向传播", "学习率"])
+def test_search_index_holds_chinese_words(built_book, word):
+    index = load_search_index()
+    # Sphinx files a word that appears in a heading under titleterms, not terms.
+    assert word in index["terms"] or word in index["titleterms"], (
+        f"the search index has no entry for {word!r}; Chinese search needs "
+        "`language: zh_CN` in _config.yml and the jieba package"
+    )
+
+
+def colab_links(html):
+    return re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', html)
+
+
+@pytest.mark.parametrize("notebook_path", CHAPTER_NOTEBOOKS, ids=[p.stem for p in CHAPTER_NOTEBOOKS])
+def test_chapter_page_links_to_its_notebook_on_colab(built_book, notebook_path):
+    page = HTML_DIR / "notebooks" / f"{notebook_path.stem}.html"
+    assert page.exists(), f"{rel(page)} was not built"
+    links = colab_links(page.read_text(encoding="utf-8"))
+    assert links, f"{rel(page)} has no Colab link (launch_buttons.colab_url in _config.yml?)"
+    repo = CONFIG["repository"]["url"].removeprefix("https://github.com/")
+    branch = CONFIG["repository"]["branch"]
+    prefix = f"https://colab.research.google.com/github/{repo}/blob/{branch}/"
+    for link in links:
+        assert link.startswith(prefix), f"{rel(page)}: Colab link {link} does not start with {prefix}"
+        target = ROOT / link.removeprefix(prefix)
+        assert target.suffix == ".ipynb" and target.exists(), (
+            f"{rel(page)}: Colab link {link} names {rel(target) if target.is_relative_to(ROOT) else target}, "
+            "which is not a notebook in this repository"
+        )
+
+
+def test_notebook_dir_holds_only_chapters():
+    strays = [p.name for p in NOTEBOOK_DIR.glob("*.ipynb") if not re.match(r"\d\d_\w+\.ipynb$", p.name)]
+    assert not strays, f"notebooks/ holds {strays}; chapters are named NN_slug.ipynb"
+
