@@ -10,6 +10,7 @@ JupyterLab), then a fresh kernel runs the notebook from top to bottom and the ou
 stored in notebooks/NN_slug.ipynb. The wall time of each run is printed.
 """
 
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +18,11 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+# One CPU thread for every kernel, here and in the tests (tests/conftest.py): the stored
+# outputs must not depend on how many cores the machine has, and float32 reductions split
+# over several threads round differently.
+os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -44,7 +50,7 @@ def sync(stem):
 
 
 def merge_streams(outputs):
-    """Join consecutive stdout (or stderr) chunks: how a kernel splits a stream depends on timing."""
+    """Join consecutive stdout (or stderr) chunks; how a kernel splits them depends on timing."""
     merged = []
     for output in outputs:
         previous = merged[-1] if merged else None

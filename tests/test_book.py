@@ -6,7 +6,15 @@ import re
 import pytest
 import yaml
 
-from conftest import BOOK_DIR, CHAPTER_NOTEBOOKS, HTML_DIR, NOTEBOOK_DIR, ROOT, rel
+from conftest import (
+    BOOK_DIR,
+    CHAPTER_NOTEBOOKS,
+    HTML_DIR,
+    NOTEBOOK_DIR,
+    ROOT,
+    chapter_params,
+    rel,
+)
 
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
@@ -93,7 +101,7 @@ def colab_links(html):
     return re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', html)
 
 
-@pytest.mark.parametrize("notebook_path", CHAPTER_NOTEBOOKS, ids=[p.stem for p in CHAPTER_NOTEBOOKS])
+@chapter_params()
 def test_chapter_page_links_to_its_notebook_on_colab(built_book, notebook_path):
     page = HTML_DIR / "notebooks" / f"{notebook_path.stem}.html"
     assert page.exists(), f"{rel(page)} was not built"
@@ -103,15 +111,19 @@ def test_chapter_page_links_to_its_notebook_on_colab(built_book, notebook_path):
     branch = CONFIG["repository"]["branch"]
     prefix = f"https://colab.research.google.com/github/{repo}/blob/{branch}/"
     for link in links:
-        assert link.startswith(prefix), f"{rel(page)}: Colab link {link} does not start with {prefix}"
+        assert link.startswith(prefix), (
+            f"{rel(page)}: Colab link {link} does not start with {prefix}"
+        )
         target = ROOT / link.removeprefix(prefix)
         assert target.suffix == ".ipynb" and target.exists(), (
-            f"{rel(page)}: Colab link {link} names {rel(target) if target.is_relative_to(ROOT) else target}, "
+            f"{rel(page)}: Colab link {link} names {link.removeprefix(prefix)}, "
             "which is not a notebook in this repository"
         )
 
 
 def test_notebook_dir_holds_only_chapters():
-    strays = [p.name for p in NOTEBOOK_DIR.glob("*.ipynb") if not re.match(r"\d\d_\w+\.ipynb$", p.name)]
+    strays = [
+        p.name for p in NOTEBOOK_DIR.glob("*.ipynb") if not re.match(r"\d\d_\w+\.ipynb$", p.name)
+    ]
     assert not strays, f"notebooks/ holds {strays}; chapters are named NN_slug.ipynb"
 

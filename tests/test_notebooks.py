@@ -185,9 +185,10 @@ def test_notebook_does_no_file_or_network_io(notebook_path):
     tree = parsed_code(read_notebook(notebook_path))
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            )
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                names = [node.module or ""]
             bad = {n.split(".")[0] for n in names} & FORBIDDEN_MODULES
             assert not bad, f"{rel(notebook_path)}: imports {bad}, which do file/network I/O"
         if isinstance(node, ast.Call):

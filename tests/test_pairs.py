@@ -48,9 +48,10 @@ def test_twin_holds_the_same_cells(notebook_path):
     expected = without_version_line(jupytext.writes(read_notebook(notebook_path), fmt="md:myst"))
     actual = without_version_line(twin.read_text(encoding="utf-8"))
     if expected != actual:
-        diff = "\n".join(
-            list(difflib.unified_diff(actual, expected, rel(twin), rel(notebook_path), lineterm=""))[:30]
+        diff_lines = difflib.unified_diff(
+            actual, expected, rel(twin), rel(notebook_path), lineterm=""
         )
+        diff = "\n".join(list(diff_lines)[:30])
         pytest.fail(
             f"{rel(twin)} and {rel(notebook_path)} differ. If you edited the Markdown, run "
             f"`make notebooks` (syncs and re-executes); if you edited the notebook, run "

@@ -1,0 +1,528 @@
+"""The site as readers meet it: the freshly built book, served on localhost, in headless Chromium.
+
+Every test here depends on the `built_book` fixture, so it runs against the HTML that this
+test session built. Chromium is Debian's (/usr/bin/chromium, or $CHROMIUM_PATH), driven by
+Playwright; `.ci/install-browser` (run by `make test` and `.ci/run`) installs it together with
+fonts-noto-cjk, without which the screenshots show boxes instead of Chinese.
+
+External requests are blocked: the test machine has no internet, and a page must not depend on
+one to work. Every blocked URL is recorded, checked against EXPECTED_EXTERNAL below, and listed
+in _build/screenshots/external-resources.txt. A blocked fetch logs "Failed to load resource" in
+the console; that message is not counted as a script error of the site, every other console
+error and every uncaught exception is.
+
+Screenshots of every page (and of the search results and the dark theme) are saved under
+_build/screenshots/ for a maintainer to look at.
+"""
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin
+
+import pytest
+import yaml
+from playwright.sync_api import sync_playwright
+
+from conftest import BUILD_DIR, CHAPTER_NOTEBOOKS, HTML_DIR, ROOT, rel
+
+SCREENSHOT_DIR = BUILD_DIR / "screenshots"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+
+# The flags that work on these machines. Playwright adds --headless and a fresh temporary
+# --user-data-dir itself (it refuses a --user-data-dir in args).
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1280, "height": 900}
+
+# External resources a page may ask for (blocked here, loaded by readers' browsers): MathJax,
+# which Sphinx loads from a CDN to typeset the formulas. Anything else is a new dependency on
+# the network; add it here only deliberately.
+EXPECTED_EXTERNAL = [re.compile(r"^https://cdn\.jsdelivr\.net/npm/mathjax@3/")]
+
+# Chinese words a reader searches for, each with the stage whose chapter must be among the
+# results. A word is tested once its stage's notebook exists (before that, no chapter may use
+# the word: 优化器 appears first in stage 06).
+SEARCH_WORDS = {"反向传播": "01", "张量": "02", "自动求导": "03", "优化器": "06"}
+
+# For each stage, what a reader might type to find that stage's chapter; at least one query
+# must list the chapter first. How Sphinx ranks (measured on this book): an exact glossary term
+# (张量, 优化器, 控制流) lists the glossary first, since a glossary entry outscores any page;
+# pages that tie are listed by title, so "3. ..." comes before "4. ...". Hence the fallbacks:
+# two words, or a term only that chapter puts in its headings. Stages whose notebook does not
+# exist yet are not tested (the chapter is still being written); every existing chapter is, and
+# a chapter without an entry here fails, asking for one.
+STAGE_QUERIES = {
+    "01": ["热身", "NumPy 手写"],
+    "02": ["张量", "张量 设备"],
+    "03": ["自动求导", "requires_grad"],
+    "04": ["自定义", "ctx"],
+    "05": ["nn 模块", "Sequential"],
+    "06": ["优化器", "optim 优化器", "Adam"],
+    "07": ["自定义 Module", "nn.Module"],
+    "08": ["控制流", "控制流 权重共享"],
+    "09": ["回顾", "八个阶段 对比"],
+    "10": ["性能", "GPU 性能"],
+}
+
+
+# --- which pages exist --------------------------------------------------------------------
+
+
+def toc_entries(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("file", "root"):
+                yield value
+            else:
+                yield from toc_entries(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from toc_entries(item)
+
+
+def chapter_page(notebook_path):
+    return f"notebooks/{notebook_path.stem}.html"
+
+
+def site_pages():
+    """(id, path) of every page: the home page, each chapter, each other page in the TOC."""
+    pages = [("home", "index.html")]
+    pages += [(p.stem, chapter_page(p)) for p in CHAPTER_NOTEBOOKS]
+    for entry in toc_entries(TOC):
+        if entry != TOC["root"] and not entry.startswith("notebooks/"):
+            pages.append((Path(entry).name, f"{entry}.html"))
+    return pages
+
+
+PAGES = site_pages()
+CHAPTERS = [(p.stem, chapter_page(p)) for p in CHAPTER_NOTEBOOKS]
+
+
+def page_params(pages):
+    return pytest.mark.parametrize("page_path", [p for _, p in pages], ids=[i for i, _ in pages])
+
+
+# --- serving the build and driving Chromium ---------------------------------------------------
+
+
+def chromium_path():
+    candidates = [os.environ.get("CHROMIUM_PATH"), "/usr/bin/chromium"]
+    candidates += [shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")]
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return candidate
+    pytest.fail(
+        "no Chromium found for the browser tests: run `.ci/install-browser` (apt-get install "
+        "chromium fonts-noto-cjk) or set CHROMIUM_PATH to a Chromium/Chrome executable"
+    )
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".ipynb": "application/x-ipynb+json"}
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def site(built_book):
+    """The freshly built book, served over HTTP on localhost; yields the base URL."""
+    assert (HTML_DIR / "index.html").exists(), (
+        f"the build left no {rel(HTML_DIR / 'index.html')}; see test_book_builds_without_warnings"
+    )
+    shutil.rmtree(SCREENSHOT_DIR, ignore_errors=True)
+    SCREENSHOT_DIR.mkdir(parents=True)
+    handler = functools.partial(QuietHandler, directory=str(HTML_DIR))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    """Chromium for this module's tests (closed before nbval runs), and their wall time."""
+    start = time.perf_counter()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+    asked = {}
+    for seen in VISITS.values():
+        for url in seen.external:
+            asked.setdefault(url, set()).add(seen.path)
+    lines = [f"{url}  <- {', '.join(sorted(pages))}" for url, pages in sorted(asked.items())]
+    (SCREENSHOT_DIR / "external-resources.txt").write_text(
+        "External resources the pages asked for (blocked during the tests):\n"
+        + "\n".join(lines or ["(none)"]) + "\n",
+        encoding="utf-8",
+    )
+    print(f"\nbrowser tests: {time.perf_counter() - start:.1f} s in Chromium, after the build; "
+          f"screenshots in {rel(SCREENSHOT_DIR)}/")
+
+
+@dataclass
+class Tab:
+    """One browser tab on the local site, recording what went wrong while it was used."""
+
+    page: object
+    base: str
+    errors: list = field(default_factory=list)
+    failed_local: list = field(default_factory=list)
+    external: list = field(default_factory=list)
+
+    def local(self, url):
+        return url.startswith(self.base)
+
+    def watch(self):
+        self.page.on("pageerror", self.on_page_error)
+        self.page.on("console", self.on_console)
+        self.page.on("request", self.on_request)
+        self.page.on("response", self.on_response)
+        self.page.on("requestfailed", self.on_request_failed)
+
+    def on_page_error(self, exc):
+        self.errors.append(f"uncaught {exc.name}: {exc.message}")
+
+    def on_request(self, request):
+        if not self.local(request.url):
+            self.external.append(request.url)
+
+    def on_console(self, message):
+        if message.type != "error":
+            return
+        source = message.location.get("url", "")
+        if message.text.startswith("Failed to load resource") and not self.local(source):
+            return  # a blocked external fetch (see Tab.external), not a script error
+        self.errors.append(f"console error: {message.text} ({source})")
+
+    def on_response(self, response):
+        if self.local(response.url) and response.status >= 400:
+            self.failed_local.append(f"{response.url} -> HTTP {response.status}")
+
+    def on_request_failed(self, request):
+        if self.local(request.url):
+            self.failed_local.append(f"{request.url} -> {request.failure}")
+
+    def open(self, path):
+        self.page.goto(urljoin(self.base, path), wait_until="load")
+        self.page.wait_for_load_state("networkidle")
+        return self
+
+    @property
+    def path(self):
+        return self.page.url.removeprefix(self.base).split("#")[0]
+
+    def screenshot(self, name, full_page=True):
+        target = SCREENSHOT_DIR / f"{name}.png"
+        self.page.screenshot(path=str(target), full_page=full_page)
+        return target
+
+
+@pytest.fixture
+def new_tab(browser, site):
+    """Opens tabs in a fresh browser context (empty storage, light system theme)."""
+    context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", color_scheme="light")
+
+    def route(route_):
+        if route_.request.url.startswith(site):
+            route_.continue_()
+        else:
+            route_.abort()  # no internet here; each Tab records what its page asked for
+
+    context.route("**/*", route)
+
+    def make():
+        tab = Tab(context.new_page(), site)
+        tab.watch()
+        return tab
+
+    make.context = context
+    yield make
+    context.close()
+
+
+def screenshot_name(page_path):
+    if page_path == "index.html":
+        return "home"
+    return page_path.removesuffix(".html").replace("/", "__")
+
+
+# --- one visit per page, shared by the checks on what it loaded -------------------------------
+
+
+@dataclass
+class Visit:
+    path: str
+    final_path: str
+    errors: list
+    failed_local: list
+    external: list
+    images: list
+
+
+VISITS = {}
+
+
+@pytest.fixture
+def visit(new_tab):
+    """Loads a page once per session (screenshot included) and returns what was seen."""
+
+    def load(page_path):
+        if page_path not in VISITS:
+            assert (HTML_DIR / page_path).exists(), (
+                f"{rel(HTML_DIR / page_path)} was not built; is its page listed in _toc.yml?"
+            )
+            tab = new_tab().open(page_path)
+            images = tab.page.eval_on_selector_all(
+                "main img",
+                """imgs => imgs.map(img => ({
+                    src: img.getAttribute('src'), width: img.naturalWidth,
+                    height: img.naturalHeight, complete: img.complete}))""",
+            )
+            tab.screenshot(screenshot_name(page_path))
+            VISITS[page_path] = Visit(page_path, tab.path, list(tab.errors),
+                                      list(tab.failed_local), list(tab.external), images)
+        return VISITS[page_path]
+
+    return load
+
+
+@page_params(PAGES)
+def test_page_runs_without_javascript_errors(visit, page_path):
+    seen = visit(page_path)
+    assert not seen.errors, (
+        f"{page_path}: Chromium reported script errors:\n  " + "\n  ".join(seen.errors)
+        + "\nFix the page's scripts (a duplicate inline script? see _config.yml's sphinx "
+        "extensions) and look at " + rel(SCREENSHOT_DIR / f"{screenshot_name(page_path)}.png")
+    )
+
+
+def test_home_page_opens_the_preface(visit):
+    seen = visit("index.html")
+    assert seen.final_path == f"{TOC['root']}.html", (
+        f"index.html leads to {seen.final_path!r}, not the book's root page {TOC['root']}.html"
+    )
+
+
+@page_params(PAGES)
+def test_page_loads_every_local_resource(visit, page_path):
+    seen = visit(page_path)
+    assert not seen.failed_local, (
+        f"{page_path}: local resources failed to load (a broken link to a script, style or "
+        "image in the build):\n  " + "\n  ".join(seen.failed_local)
+    )
+
+
+@page_params(PAGES)
+def test_page_asks_only_for_expected_external_resources(visit, page_path):
+    seen = visit(page_path)
+    unexpected = [u for u in seen.external if not any(p.match(u) for p in EXPECTED_EXTERNAL)]
+    assert not unexpected, (
+        f"{page_path} fetches {unexpected} from the internet; a page must work offline apart "
+        "from MathJax. Remove the dependency, or add it to EXPECTED_EXTERNAL in "
+        "tests/test_site.py if it is deliberate"
+    )
+
+
+@page_params(PAGES)
+def test_figures_are_rendered(visit, page_path):
+    seen = visit(page_path)
+    broken = [img["src"] for img in seen.images if not img["complete"] or img["width"] == 0]
+    assert not broken, f"{page_path}: figures that did not render (zero natural size): {broken}"
+    if page_path.startswith("notebooks/"):
+        assert seen.images, (
+            f"{page_path} shows no figure; every chapter plots its loss (is the notebook "
+            "stored with its outputs?)"
+        )
+
+
+# --- launch and download buttons -----------------------------------------------------------
+
+
+def repository():
+    return CONFIG["repository"]["url"].removeprefix("https://github.com/"), CONFIG[
+        "repository"
+    ]["branch"]
+
+
+def open_menu(tab, menu_class, page_path):
+    toggle = tab.page.locator(f".{menu_class} button.dropdown-toggle")
+    assert toggle.count() == 1, f"{page_path} has no {menu_class} menu in its header"
+    toggle.click()
+    return tab.page.locator(f".{menu_class} .dropdown-menu")
+
+
+def click_external_link(new_tab, tab, link):
+    """Clicks a link that opens an external site in a new tab; returns the URL it requests."""
+    with new_tab.context.expect_event(
+        "request", predicate=lambda request: not tab.local(request.url), timeout=10_000
+    ) as request:
+        link.click()
+    return request.value.url
+
+
+@page_params(CHAPTERS)
+def test_launch_menu_opens_this_notebook_on_colab(new_tab, page_path):
+    tab = new_tab().open(page_path)
+    menu = open_menu(tab, "dropdown-launch-buttons", page_path)
+    link = menu.get_by_role("link", name="Colab")
+    assert link.is_visible(), f"{page_path}: the launch (rocket) menu shows no Colab entry"
+    repo, branch = repository()
+    expected = (f"https://colab.research.google.com/github/{repo}/blob/{branch}/"
+                f"{page_path.replace('.html', '.ipynb')}")
+    url = click_external_link(new_tab, tab, link)
+    assert url == expected, f"{page_path}: the Colab button opens {url}, expected {expected}"
+
+
+@page_params(CHAPTERS)
+def test_launch_menu_opens_this_notebook_on_binder(new_tab, page_path):
+    tab = new_tab().open(page_path)
+    menu = open_menu(tab, "dropdown-launch-buttons", page_path)
+    link = menu.get_by_role("link", name="Binder")
+    assert link.is_visible(), f"{page_path}: the launch (rocket) menu shows no Binder entry"
+    repo, branch = repository()
+    hub = CONFIG["launch_buttons"]["binderhub_url"].rstrip("/")
+    expected = (f"{hub}/v2/gh/{repo}/{branch}?urlpath=lab/tree/"
+                f"{page_path.replace('.html', '.ipynb')}")
+    url = click_external_link(new_tab, tab, link)
+    assert url == expected, f"{page_path}: the Binder button opens {url}, expected {expected}"
+
+
+@page_params(CHAPTERS)
+def test_download_menu_serves_this_notebook(new_tab, page_path):
+    tab = new_tab().open(page_path)
+    menu = open_menu(tab, "dropdown-download-buttons", page_path)
+    link = menu.get_by_role("link", name=".ipynb")
+    assert link.is_visible(), f"{page_path}: the download menu offers no .ipynb"
+    url = urljoin(tab.page.url, link.get_attribute("href"))
+    response = new_tab.context.request.get(url)
+    notebook = ROOT / page_path.replace(".html", ".ipynb")
+    assert response.ok and response.body() == notebook.read_bytes(), (
+        f"{page_path}: the .ipynb download ({url}, HTTP {response.status}) is not "
+        f"{rel(notebook)} as committed"
+    )
+
+
+# --- search ------------------------------------------------------------------------------------
+
+
+def search(tab, query):
+    """Types the query into the search page's box, as a reader does; returns result paths."""
+    tab.open("search.html")
+    box = tab.page.locator("#main-content form.bd-search input[name='q']")
+    box.fill(query)
+    box.press("Enter")
+    tab.page.wait_for_function(
+        "() => document.querySelector('#search-results .search-summary')?.innerText",
+        timeout=15_000,
+    )
+    hrefs = tab.page.eval_on_selector_all(
+        "#search-results ul.search li > a", "links => links.map(a => a.href)"
+    )
+    return [h.removeprefix(tab.base).split("?")[0].split("#")[0] for h in hrefs]
+
+
+def stage_chapter(stage):
+    (notebook,) = [p for p in CHAPTER_NOTEBOOKS if p.stem.startswith(stage)]
+    return chapter_page(notebook)
+
+
+STAGES = {p.stem[:2] for p in CHAPTER_NOTEBOOKS}
+
+
+@pytest.mark.parametrize("word", [w for w, stage in SEARCH_WORDS.items() if stage in STAGES])
+def test_search_finds_the_chapter_for_a_chinese_word(new_tab, word):
+    expected = stage_chapter(SEARCH_WORDS[word])
+    tab = new_tab()
+    results = search(tab, word)
+    tab.screenshot(f"search__{word}", full_page=False)
+    assert expected in results, (
+        f"searching {word!r} does not find {expected} (it finds {results}); Chinese search "
+        "needs language zh_CN, jieba, and the term in book/jieba_dict.txt"
+    )
+    assert not tab.errors, f"search for {word!r}: script errors {tab.errors}"
+
+
+@pytest.mark.parametrize("stage", [p.stem[:2] for p in CHAPTER_NOTEBOOKS],
+                         ids=[p.stem for p in CHAPTER_NOTEBOOKS])
+def test_search_lists_the_stage_chapter_first(new_tab, stage):
+    queries = STAGE_QUERIES.get(stage)
+    assert queries, f"add search queries for stage {stage} to STAGE_QUERIES in tests/test_site.py"
+    expected = stage_chapter(stage)
+    tab = new_tab()
+    firsts = {}
+    for query in queries:
+        results = search(tab, query)
+        firsts[query] = results[0] if results else None
+        if firsts[query] == expected:
+            return
+    pytest.fail(
+        f"no query of stage {stage} lists {expected} first: {firsts}. Put the stage's key term "
+        "in the chapter title, or change STAGE_QUERIES in tests/test_site.py"
+    )
+
+
+# --- light and dark theme -------------------------------------------------------------------
+
+
+def theme(tab):
+    return tab.page.evaluate(
+        """() => {
+            const rgb = getComputedStyle(document.body).backgroundColor.match(/\\d+/g).map(Number);
+            const luminance = (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255;
+            return {theme: document.documentElement.dataset.theme, luminance: luminance};
+        }"""
+    )
+
+
+def switch_theme_to(tab, wanted):
+    button = tab.page.locator(".theme-switch-button").first
+    for _ in range(3):  # the button cycles auto -> dark -> light
+        if theme(tab)["theme"] == wanted:
+            return theme(tab)
+        button.click()
+    return theme(tab)
+
+
+def test_theme_switch_turns_the_page_dark_and_back(new_tab):
+    page_path = chapter_page(CHAPTER_NOTEBOOKS[0])
+    tab = new_tab().open(page_path)
+    assert theme(tab)["luminance"] > 0.8, f"{page_path} does not start light: {theme(tab)}"
+    dark = switch_theme_to(tab, "dark")
+    tab.screenshot(f"{screenshot_name(page_path)}__dark", full_page=False)
+    assert dark["theme"] == "dark" and dark["luminance"] < 0.3, (
+        f"{page_path}: the theme switch did not make the page dark: {dark}"
+    )
+    light = switch_theme_to(tab, "light")
+    assert light["theme"] == "light" and light["luminance"] > 0.8, (
+        f"{page_path}: the theme switch did not bring the light theme back: {light}"
+    )
+    assert not tab.errors, f"{page_path}: switching the theme raised {tab.errors}"
+
+
+def test_dark_theme_is_kept_on_the_next_page(new_tab):
+    tab = new_tab().open(chapter_page(CHAPTER_NOTEBOOKS[0]))
+    switch_theme_to(tab, "dark")
+    tab.open("index.html")
+    assert theme(tab)["theme"] == "dark", (
+        f"after choosing dark, {tab.path} is {theme(tab)}; the choice should persist"
+    )
