@@ -4,12 +4,27 @@
 renders the notebook as MyST text and compares contents instead.
 """
 
+import asyncio
 import difflib
+import json
+import shutil
+import sys
+from pathlib import Path
 
 import jupytext
 import pytest
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupytext.async_contentsmanager import build_async_jupytext_contents_manager_class
 
-from conftest import BOOK_DIR, NOTEBOOK_DIR, chapter_params, read_notebook, rel
+from conftest import (
+    BOOK_DIR,
+    CHAPTER_NOTEBOOKS,
+    NOTEBOOK_DIR,
+    ROOT,
+    chapter_params,
+    read_notebook,
+    rel,
+)
 
 
 def without_version_line(text):
@@ -57,3 +72,34 @@ def test_twin_holds_the_same_cells(notebook_path):
             f"`make notebooks` (syncs and re-executes); if you edited the notebook, run "
             f"`jupytext --sync {rel(notebook_path)}`.\n{diff}"
         )
+
+
+def test_saving_a_notebook_in_jupyter_updates_its_twin(tmp_path):
+    # What JupyterLab does on save: jupytext's contents manager (a server extension installed
+    # with requirements.txt) reads jupytext.toml and writes the paired Markdown file too.
+    extension = Path(sys.prefix) / "etc/jupyter/jupyter_server_config.d/jupytext.json"
+    assert json.loads(extension.read_text())["ServerApp"]["jpserver_extensions"], (
+        "jupytext's JupyterLab extension is not enabled in this environment"
+    )
+    notebook = CHAPTER_NOTEBOOKS[0]
+    shutil.copy(ROOT / "jupytext.toml", tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "book").mkdir()
+    shutil.copy(notebook, tmp_path / "notebooks")
+
+    manager = build_async_jupytext_contents_manager_class(AsyncLargeFileManager)(
+        root_dir=str(tmp_path)
+    )
+    path = f"notebooks/{notebook.name}"
+
+    async def edit_and_save():
+        model = await manager.get(path)
+        model["content"].cells[0].source += "\n\n一句新加的话。"
+        await manager.save(model, path)
+
+    asyncio.run(edit_and_save())
+    twin = tmp_path / "book" / f"{notebook.stem}.md"
+    assert twin.exists() and "一句新加的话。" in twin.read_text(encoding="utf-8"), (
+        "saving a notebook through Jupyter did not write its twin in book/; "
+        "check jupytext.toml (formats = notebooks///ipynb,book///md:myst)"
+    )
