@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -16,6 +17,23 @@ HTML_DIR = BUILD_DIR / "html"
 
 CHAPTER_NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 CHAPTER_IDS = [p.stem for p in CHAPTER_NOTEBOOKS]
+
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+
+
+def toc_files(node=TOC):
+    """Every `file:` entry of the TOC (root included), as written there (no suffix)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("file", "root"):
+                yield value
+            else:
+                yield from toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from toc_files(item)
+
 
 REFRESH_HINT = "run `make notebooks` (or `python scripts/refresh_notebooks.py {prefix}`)"
 

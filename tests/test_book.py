@@ -4,33 +4,19 @@ import json
 import re
 
 import pytest
-import yaml
 
 from conftest import (
     BOOK_DIR,
     CHAPTER_NOTEBOOKS,
+    CONFIG,
     HTML_DIR,
     NOTEBOOK_DIR,
     ROOT,
+    TOC,
     chapter_params,
     rel,
+    toc_files,
 )
-
-CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
-TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-
-
-def toc_files(node):
-    """Every `file:` entry of the TOC (root included), as written there."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("file", "root"):
-                yield value
-            else:
-                yield from toc_files(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from toc_files(item)
 
 
 def resolve(entry):

@@ -27,14 +27,11 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
-import yaml
 from playwright.sync_api import sync_playwright
 
-from conftest import BUILD_DIR, CHAPTER_NOTEBOOKS, HTML_DIR, ROOT, rel
+from conftest import BUILD_DIR, CHAPTER_NOTEBOOKS, CONFIG, HTML_DIR, ROOT, TOC, rel, toc_files
 
 SCREENSHOT_DIR = BUILD_DIR / "screenshots"
-CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
-TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
 
 # The flags that work on these machines. Playwright adds --headless and a fresh temporary
 # --user-data-dir itself (it refuses a --user-data-dir in args).
@@ -83,18 +80,6 @@ STAGE_QUERIES = {
 # --- which pages exist --------------------------------------------------------------------
 
 
-def toc_entries(node):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("file", "root"):
-                yield value
-            else:
-                yield from toc_entries(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from toc_entries(item)
-
-
 def chapter_page(notebook_path):
     return f"notebooks/{notebook_path.stem}.html"
 
@@ -103,7 +88,7 @@ def site_pages():
     """(id, path) of every page: the home page, each chapter, each other page in the TOC."""
     pages = [("home", "index.html")]
     pages += [(p.stem, chapter_page(p)) for p in CHAPTER_NOTEBOOKS]
-    for entry in toc_entries(TOC):
+    for entry in toc_files(TOC):
         if entry != TOC["root"] and not entry.startswith("notebooks/"):
             pages.append((Path(entry).name, f"{entry}.html"))
     return pages
