@@ -365,31 +365,30 @@ def click_external_link(new_tab, tab, link):
     return request.value.url
 
 
-@page_params(CHAPTERS)
-def test_launch_menu_opens_this_notebook_on_colab(new_tab, page_path):
+def assert_launch_button_opens(new_tab, page_path, name, expected):
     tab = new_tab().open(page_path)
     menu = open_menu(tab, "dropdown-launch-buttons", page_path)
-    link = menu.get_by_role("link", name="Colab")
-    assert link.is_visible(), f"{page_path}: the launch (rocket) menu shows no Colab entry"
-    repo, branch = repository()
-    expected = (f"https://colab.research.google.com/github/{repo}/blob/{branch}/"
-                f"{page_path.replace('.html', '.ipynb')}")
+    link = menu.get_by_role("link", name=name)
+    assert link.is_visible(), f"{page_path}: the launch (rocket) menu shows no {name} entry"
     url = click_external_link(new_tab, tab, link)
-    assert url == expected, f"{page_path}: the Colab button opens {url}, expected {expected}"
+    assert url == expected, f"{page_path}: the {name} button opens {url}, expected {expected}"
+
+
+@page_params(CHAPTERS)
+def test_launch_menu_opens_this_notebook_on_colab(new_tab, page_path):
+    repo, branch = repository()
+    notebook = page_path.replace(".html", ".ipynb")
+    expected = f"https://colab.research.google.com/github/{repo}/blob/{branch}/{notebook}"
+    assert_launch_button_opens(new_tab, page_path, "Colab", expected)
 
 
 @page_params(CHAPTERS)
 def test_launch_menu_opens_this_notebook_on_binder(new_tab, page_path):
-    tab = new_tab().open(page_path)
-    menu = open_menu(tab, "dropdown-launch-buttons", page_path)
-    link = menu.get_by_role("link", name="Binder")
-    assert link.is_visible(), f"{page_path}: the launch (rocket) menu shows no Binder entry"
     repo, branch = repository()
     hub = CONFIG["launch_buttons"]["binderhub_url"].rstrip("/")
-    expected = (f"{hub}/v2/gh/{repo}/{branch}?urlpath=lab/tree/"
-                f"{page_path.replace('.html', '.ipynb')}")
-    url = click_external_link(new_tab, tab, link)
-    assert url == expected, f"{page_path}: the Binder button opens {url}, expected {expected}"
+    notebook = page_path.replace(".html", ".ipynb")
+    expected = f"{hub}/v2/gh/{repo}/{branch}?urlpath=lab/tree/{notebook}"
+    assert_launch_button_opens(new_tab, page_path, "Binder", expected)
 
 
 @page_params(CHAPTERS)
