@@ -8,11 +8,22 @@ Usage (from the repository root; `make notebooks` runs the first form):
 For each chapter: `jupytext --sync` brings the pair up to date (the newer file wins, as in
 JupyterLab), then a fresh kernel runs the notebook from top to bottom and the outputs are
 stored in notebooks/NN_slug.ipynb. The wall time of each run is printed.
+
+Every figure the run stores is stamped with the code that drew it: each image output gets
+`metadata["code_sha256"]`, the fingerprint (`code_fingerprints`) of the sources of all code
+cells up to and including its own, in order (a figure depends on the state the earlier cells
+left). nbval compares text outputs only (a figure's text is `<Figure size 600x350 with 1 Axes>`,
+and it skips output metadata), and the jupytext twin stores no outputs, so a figure whose code
+was edited but not re-executed would pass everything; tests/test_notebooks.py recomputes the
+fingerprint and fails naming the cell and `make notebooks`. The fingerprint depends only on the
+source text, so it is the same on every CPU, kernel path, device and thread count.
 """
 
+import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +38,42 @@ os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 BOOK_DIR = ROOT / "book"
+
+FINGERPRINT_KEY = "code_sha256"  # in the metadata of every image output
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
+
+
+def code_fingerprints(nb):
+    """One sha256 hex digest per code cell, in order (nbval's `Cell N` is the list index).
+
+    Digest N covers the sources of code cells 0..N, each followed by a NUL byte, so editing
+    any earlier code cell (or this one) changes it; markdown cells and metadata do not count.
+    """
+    digest = hashlib.sha256()
+    fingerprints = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            digest.update(cell.source.encode("utf-8") + b"\0")
+            fingerprints.append(digest.hexdigest())
+    return fingerprints
+
+
+def image_outputs(cell):
+    """The outputs of a code cell that hold a figure (PNG, JPEG or SVG)."""
+    return [
+        output
+        for output in cell.get("outputs", [])
+        if output.output_type in ("display_data", "execute_result")
+        and any(kind in output.get("data", {}) for kind in IMAGE_TYPES)
+    ]
+
+
+def stamp_figures(nb):
+    """Record in each image output the fingerprint of the code that produced it."""
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    for cell, fingerprint in zip(code, code_fingerprints(nb)):
+        for output in image_outputs(cell):
+            output.setdefault("metadata", {})[FINGERPRINT_KEY] = fingerprint
 
 
 def chapters(prefixes):
@@ -66,6 +113,23 @@ def merge_streams(outputs):
     return merged
 
 
+def write_atomically(nb, path):
+    """Write the notebook to a temporary file beside it, then rename it over the old one.
+
+    A test or an editor reading the notebook meanwhile sees the old file or the new one, never
+    a half-written one; a failed run leaves the old file in place.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".ipynb.tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            nbformat.write(nb, handle)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def execute(stem):
     path = NOTEBOOK_DIR / f"{stem}.ipynb"
     nb = nbformat.read(path, as_version=4)
@@ -82,7 +146,8 @@ def execute(stem):
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = merge_streams(cell.outputs)
-    nbformat.write(nb, path)
+    stamp_figures(nb)
+    write_atomically(nb, path)
     return seconds
 
 

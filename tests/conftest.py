@@ -1,5 +1,7 @@
 """Shared paths and fixtures for the book's tests."""
 
+import ast
+import importlib.util
 import subprocess
 import sys
 import time
@@ -8,12 +10,15 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from IPython.core.inputtransformer2 import TransformerManager
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 BOOK_DIR = ROOT / "book"
 BUILD_DIR = ROOT / "_build"
 HTML_DIR = BUILD_DIR / "html"
+
+_IPYTHON = TransformerManager()
 
 CHAPTER_NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 CHAPTER_IDS = [p.stem for p in CHAPTER_NOTEBOOKS]
@@ -53,6 +58,72 @@ def read_notebook(path):
 def code_cells(nb):
     """Code cells that hold code (an empty trailing cell is ignored)."""
     return [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+
+
+def numbered_code_cells(nb):
+    """(n, cell) for each code cell that holds code, n numbered as nbval numbers it.
+
+    nbval names its items `Cell 0`, `Cell 1`, ...: the index among *all* code cells of the
+    notebook, empty ones included, markdown cells not counted. Every message of the project's
+    tests uses the same numbering (`cell_ref`), so a failure here and one from nbval name the
+    same cell the same way.
+    """
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    return [(n, c) for n, c in enumerate(code) if c.source.strip()]
+
+
+def parse_cell(source):
+    """A code cell's syntax tree, parsed as the kernel runs it (raises SyntaxError).
+
+    IPython syntax (`!pip install ...`, `%time`, `%%capture`) is first rewritten by IPython's own
+    input transformer into `get_ipython()` calls, as the kernel does, so one shell line neither
+    hides the rest of the cell from the static checks nor makes each of them fail with a
+    SyntaxError; test_notebook_has_no_shell_commands_or_magics reports the line once.
+    """
+    return ast.parse(_IPYTHON.transform_cell(source))
+
+
+def parsed_code_cells(nb):
+    """(n, tree) for each code cell that parses, n in nbval's numbering.
+
+    A cell that does not parse is left out here and reported, once, by
+    test_every_code_cell_is_valid_python.
+    """
+    parsed = []
+    for n, cell in numbered_code_cells(nb):
+        try:
+            parsed.append((n, parse_cell(cell.source)))
+        except SyntaxError:
+            continue
+    return parsed
+
+
+def cell_ref(path, n):
+    """How nbval names a cell in its report: `notebooks/05_nn.ipynb::Cell 7`."""
+    return f"{rel(path)}::Cell {n}"
+
+
+def twin_of(notebook_path):
+    """The MyST Markdown twin of a chapter notebook (book/NN_slug.md)."""
+    return BOOK_DIR / f"{Path(notebook_path).stem}.md"
+
+
+def fix_hint(path):
+    """Where a chapter is fixed: its twin, then a re-sync and re-execution."""
+    return f"edit {rel(twin_of(path))}, then {refresh_hint(path)}"
+
+
+def _load_refresh_script():
+    spec = importlib.util.spec_from_file_location(
+        "refresh_notebooks", ROOT / "scripts" / "refresh_notebooks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The script that executes the notebooks (`make notebooks`); the tests use its fingerprints.
+refresh_notebooks = _load_refresh_script()
 
 
 def chapter_params():

@@ -1,12 +1,19 @@
 """Promises about the stored chapter notebooks.
 
 nbval (run over notebooks/ by the same pytest command) checks that every stored text output
-is reproduced. It cannot notice a notebook that has no outputs at all, or one assembled from
-several partial runs, so these tests check what nbval does not.
+is reproduced. It cannot notice a notebook that has no outputs at all, one assembled from
+several partial runs, a figure drawn by code that has since changed, or digits that only this
+CPU reproduces, so these tests check what nbval does not.
+
+Every message names the cell as nbval does (`notebooks/05_nn.ipynb::Cell 7`: the index among
+the notebook's code cells, counted from 0) and the command that fixes it. A chapter is fixed in
+its Markdown twin (book/NN_slug.md), then `make notebooks` (or
+`python scripts/refresh_notebooks.py NN`) syncs the pair and re-executes it.
 """
 
 import ast
 import re
+import statistics
 import sys
 
 import pytest
@@ -14,11 +21,18 @@ import pytest
 from conftest import (
     CHAPTER_NOTEBOOKS,
     NOTEBOOK_DIR,
+    cell_ref,
     chapter_params,
     code_cells,
+    fix_hint,
+    numbered_code_cells,
+    parse_cell,
+    parsed_code_cells,
     read_notebook,
     refresh_hint,
+    refresh_notebooks,
     rel,
+    twin_of,
 )
 
 ALLOWED_THIRD_PARTY = {"torch", "numpy", "matplotlib"}
@@ -39,38 +53,114 @@ PLOT_TEXT_METHODS = {
 }
 PLOT_TEXT_KEYWORDS = {"label", "title", "xlabel", "ylabel"}
 CJK = re.compile(r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
-LONG_FLOAT = re.compile(r"\d\.\d{9,}")
+SHOWN = 12  # findings listed in one failure message (the count says how many in all)
+
+STAGE_CHAPTERS = [p for p in CHAPTER_NOTEBOOKS if 1 <= int(p.stem[:2]) <= 8]
+STAGE_IDS = [p.stem for p in STAGE_CHAPTERS]
+# The mould (CONTRIBUTING.md): 学习目标 (an admonition) after the title, then the chapter's own
+# sections, then these level-2 headings, with these exact texts, in this order.
+CLOSING_SECTIONS = ["本章改了什么", "常见错误", "小结", "练习"]
+EXAMPLES = {"例 P": "sin(x) cubic fit", "例 N": "two-layer ReLU network"}
+
+MAX_CHAPTER_MEDIAN = 6  # lines of code per code cell, median over a chapter
+MAX_BOOK_MEDIAN = 5     # median over every code cell of the book
+
+SOLUTION_METADATA = """```{code-cell} ipython3
+---
+jupyter:
+  outputs_hidden: true
+  source_hidden: true
+tags: [hide-cell]
+---"""
+
+
+def stage_params():
+    return pytest.mark.parametrize("notebook_path", STAGE_CHAPTERS, ids=STAGE_IDS)
+
+
+def fail(problems, what):
+    """One failure listing every problem found (the first SHOWN of them)."""
+    if problems:
+        shown = "\n".join(f"  {p}" for p in problems[:SHOWN])
+        more = f"\n  ... and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        pytest.fail(f"{what} ({len(problems)} found):\n{shown}{more}", pytrace=False)
+
+
+def expect(condition, message):
+    """Fail with the message alone (no code excerpt, no dump of the compared values)."""
+    if not condition:
+        pytest.fail(message, pytrace=False)
+
+
+def tags(cell):
+    return cell.metadata.get("tags", [])
 
 
 def is_raising_cell(cell):
-    return "raises-exception" in cell.metadata.get("tags", [])
+    return "raises-exception" in tags(cell)
 
 
-def parsed_code(nb):
-    """The notebook's code as one Python module (IPython magics would not parse)."""
-    return ast.parse("\n\n".join(c.source for c in code_cells(nb)))
+def text_outputs(cell):
+    """The text a code cell stores (streams and the text/plain of results); not errors."""
+    for output in cell.outputs:
+        if output.output_type == "stream":
+            yield output.text
+        elif output.output_type in ("execute_result", "display_data"):
+            yield output.get("data", {}).get("text/plain", "")
 
 
-def text_outputs(nb):
-    for cell in code_cells(nb):
-        for output in cell.outputs:
-            if output.output_type == "stream":
-                yield cell, output.text
-            elif output.output_type in ("execute_result", "display_data"):
-                yield cell, output.data.get("text/plain", "")
+def call_name(node):
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
+def markdown_lines(cell):
+    """(line, inside_a_code_block) for each line of a markdown cell."""
+    fence = None
+    for line in cell.source.splitlines():
+        match = re.match(r"\s*(`{3,}|~{3,})", line)
+        if match and (fence is None or match.group(1).startswith(fence)):
+            fence = match.group(1) if fence is None else None
+            yield line, True
+            continue
+        yield line, fence is not None
+
+
+def headings(nb):
+    """(cell index, level, text) of every Markdown heading, in order (code blocks skipped)."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for line, in_code in markdown_lines(cell):
+            match = re.match(r"(#{1,6})\s+(.+?)\s*#*\s*$", line)
+            if match and not in_code:
+                found.append((index, len(match.group(1)), match.group(2)))
+    return found
+
+
+def has_learning_goals(nb):
+    """A `学习目标` admonition (or heading) in the chapter."""
+    goals = re.compile(
+        r"^\s*(`{3,}|:{3,})\{admonition\}\s*学习目标\s*$|^#{1,6}\s+学习目标\s*$", re.M
+    )
+    return any(goals.search(c.source) for c in nb.cells if c.cell_type == "markdown")
+
+
+# --- outputs come from one fresh run -------------------------------------------------------
 
 
 def test_there_are_chapter_notebooks():
-    assert CHAPTER_NOTEBOOKS, f"no notebooks/NN_slug.ipynb found in {NOTEBOOK_DIR}"
+    expect(CHAPTER_NOTEBOOKS, f"no notebooks/NN_slug.ipynb found in {NOTEBOOK_DIR}")
 
 
 @chapter_params()
 def test_every_code_cell_was_executed(notebook_path):
     nb = read_notebook(notebook_path)
-    unrun = [i for i, c in enumerate(code_cells(nb)) if c.execution_count is None]
-    assert not unrun, (
-        f"{rel(notebook_path)}: {len(unrun)} code cell(s) have no stored outputs "
-        f"(never executed); {refresh_hint(notebook_path)}"
+    fail(
+        [f"{cell_ref(notebook_path, n)} has no stored outputs (never executed)"
+         for n, c in numbered_code_cells(nb) if c.execution_count is None],
+        f"{rel(notebook_path)}: code cells were not executed; {refresh_hint(notebook_path)}",
     )
 
 
@@ -78,39 +168,44 @@ def test_every_code_cell_was_executed(notebook_path):
 def test_outputs_come_from_one_fresh_top_to_bottom_run(notebook_path):
     nb = read_notebook(notebook_path)
     counts = [c.execution_count for c in code_cells(nb)]
-    assert counts == list(range(1, len(counts) + 1)), (
+    expect(counts == list(range(1, len(counts) + 1)), (
         f"{rel(notebook_path)}: execution counts are {counts}, not 1..{len(counts)} in order, "
         f"so the outputs do not come from one fresh run; {refresh_hint(notebook_path)}"
-    )
+    ))
 
 
 @chapter_params()
 def test_no_output_is_an_error_or_stderr(notebook_path):
     nb = read_notebook(notebook_path)
-    for i, cell in enumerate(code_cells(nb), start=1):
+    problems = []
+    for n, cell in numbered_code_cells(nb):
         for output in cell.outputs:
             if output.output_type == "error" and not is_raising_cell(cell):
-                pytest.fail(
-                    f"{rel(notebook_path)}, code cell {i}: stored error {output.ename}: "
-                    f"{output.evalue}. Fix the cell (or tag it raises-exception if the error "
-                    f"is the lesson), then {refresh_hint(notebook_path)}"
+                problems.append(
+                    f"{cell_ref(notebook_path, n)}: stored error {output.ename}: "
+                    f"{output.evalue[:200]} (fix the cell, or tag it raises-exception if the "
+                    "error is the lesson)"
                 )
             if output.output_type == "stream" and output.name == "stderr":
-                pytest.fail(
-                    f"{rel(notebook_path)}, code cell {i}: stderr output (a warning?) "
-                    f"{output.text[:200]!r}. Fix its cause, then {refresh_hint(notebook_path)}"
+                problems.append(
+                    f"{cell_ref(notebook_path, n)}: stderr output (a warning?) "
+                    f"{output.text[:200]!r} (fix its cause)"
                 )
+    fail(problems, f"{rel(notebook_path)} stores errors or stderr; {fix_hint(notebook_path)}")
 
 
 @chapter_params()
 def test_cells_tagged_raises_exception_do_raise(notebook_path):
     nb = read_notebook(notebook_path)
-    for i, cell in enumerate(code_cells(nb), start=1):
-        if is_raising_cell(cell):
-            assert any(o.output_type == "error" for o in cell.outputs), (
-                f"{rel(notebook_path)}, code cell {i} is tagged raises-exception "
-                f"but stores no error; remove the tag or fix the cell"
-            )
+    fail(
+        [f"{cell_ref(notebook_path, n)} is tagged raises-exception but stores no error"
+         for n, c in numbered_code_cells(nb)
+         if is_raising_cell(c) and not any(o.output_type == "error" for o in c.outputs)],
+        f"{rel(notebook_path)}: remove the tag or fix the cell; {fix_hint(notebook_path)}",
+    )
+
+
+# --- figures ----------------------------------------------------------------------------
 
 
 @chapter_params()
@@ -120,122 +215,499 @@ def test_notebook_stores_a_png_figure(notebook_path):
         o for c in code_cells(nb) for o in c.outputs
         if o.output_type == "display_data" and "image/png" in o.get("data", {})
     ]
-    assert pngs, f"{rel(notebook_path)}: no PNG figure stored (every chapter plots its loss)"
+    expect(pngs, f"{rel(notebook_path)}: no PNG figure stored (every chapter plots its loss)")
 
 
 @chapter_params()
 def test_no_figure_is_stored_as_svg(notebook_path):
     # nbval compares SVG as text, which changes every run.
     nb = read_notebook(notebook_path)
-    for cell in code_cells(nb):
-        for output in cell.outputs:
-            assert "image/svg+xml" not in output.get("data", {}), (
-                f"{rel(notebook_path)}: an SVG figure is stored; store PNG"
-            )
+    fail(
+        [f"{cell_ref(notebook_path, n)} stores an SVG figure"
+         for n, c in numbered_code_cells(nb)
+         if any("image/svg+xml" in o.get("data", {}) for o in c.outputs)],
+        f"{rel(notebook_path)}: store figures as PNG (drop `set_matplotlib_formats('svg')` or "
+        f"`%config InlineBackend.figure_formats`); {fix_hint(notebook_path)}",
+    )
+
+
+@chapter_params()
+def test_every_figure_was_drawn_by_the_code_now_in_the_notebook(notebook_path):
+    """A figure stores the fingerprint of the code that drew it; it must match today's code.
+
+    nbval compares only a figure's text (`<Figure size 600x350 with 1 Axes>`), so a plot cell
+    edited in the twin and synced, but not re-executed, would pass it. When
+    scripts/refresh_notebooks.py executes a notebook it records in each image output's
+    metadata `code_sha256`, the sha256 of the sources of code cells 0..n (the figure's cell
+    and every code cell before it: they made the data it plots). Here that fingerprint is
+    recomputed from the notebook's code; it depends on the source text only, so it holds on
+    every CPU, kernel path and device.
+    """
+    nb = read_notebook(notebook_path)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    fingerprints = refresh_notebooks.code_fingerprints(nb)
+    key = refresh_notebooks.FINGERPRINT_KEY
+    problems = []
+    for n, (cell, fingerprint) in enumerate(zip(code, fingerprints)):
+        for output in refresh_notebooks.image_outputs(cell):
+            stored = output.get("metadata", {}).get(key)
+            if stored is None:
+                problems.append(
+                    f"{cell_ref(notebook_path, n)}: its figure carries no `{key}` (it was not "
+                    "stored by `make notebooks`; run in Jupyter?)"
+                )
+            elif stored != fingerprint:
+                problems.append(
+                    f"{cell_ref(notebook_path, n)}: its figure was drawn by other code (this "
+                    "cell or a code cell before it changed since it was executed)"
+                )
+    fail(problems, f"{rel(notebook_path)} stores stale figures; {refresh_hint(notebook_path)}")
+
+
+@chapter_params()
+def test_plot_text_has_no_chinese(notebook_path):
+    # Matplotlib has no CJK font on Colab: Chinese labels render as boxes and warn on stderr.
+    problems = []
+    for n, tree in parsed_code_cells(read_notebook(notebook_path)):
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            texts = [kw.value for kw in node.keywords if kw.arg in PLOT_TEXT_KEYWORDS]
+            if call_name(node) in PLOT_TEXT_METHODS:
+                texts += list(node.args) + [kw.value for kw in node.keywords]
+            for text_node in texts:
+                for const in ast.walk(text_node):
+                    if isinstance(const, ast.Constant) and isinstance(const.value, str):
+                        if CJK.search(const.value):
+                            problems.append(
+                                f"{cell_ref(notebook_path, n)}, line {const.lineno}: plot "
+                                f"text {const.value!r}"
+                            )
+    fail(problems, f"{rel(notebook_path)}: use English or math in figures (Chinese needs a "
+                   f"font Colab lacks); {fix_hint(notebook_path)}")
+
+
+# --- what the outputs print ---------------------------------------------------------------
+
+# A number as printed: optional sign, digits with a decimal point and/or an exponent. The
+# lookarounds keep out parts of words and of dotted names (`2.13.0`, `x1`, `600x350`); a
+# full stop after a number (`loss 9.0860.`) does not.
+NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?!\w|\.\w)")
+LOSS_LINE = re.compile(r"\bloss(?:es)?\b", re.IGNORECASE)
+FLOAT64_CELL = re.compile(r"float64|double")
+MAX_DIGITS = 6          # any stored float
+MAX_FLOAT32_LOG_DIGITS = 4
+
+
+def significant_digits(token):
+    """Significant digits a float prints, or None for an integer (no point, no exponent).
+
+    The digits of the mantissa without leading zeros, trailing zeros included (they were
+    printed): `215799.8750` -> 10, `3.287e-05` -> 4, `0.007545` -> 4, `-2.1788` -> 5,
+    `2000.0` -> 5, `0.0000` -> 1, `1e-4` -> 1; `2000` and the `3` of `torch.Size([3])` -> None.
+    """
+    mantissa = re.split(r"[eE]", token.lstrip("+-"))[0]
+    if "." not in mantissa and mantissa == token.lstrip("+-"):
+        return None
+    return max(len(mantissa.replace(".", "").lstrip("0")), 1)
+
+
+def printed_floats(line):
+    """(token, significant digits) for each float printed on a line of output."""
+    found = []
+    for match in NUMBER.finditer(line):
+        digits = significant_digits(match.group(0))
+        if digits is not None:
+            found.append((match.group(0), digits))
+    return found
+
+
+def imports_torch(nb):
+    return any(re.search(r"^\s*(import|from)\s+torch\b", c.source, re.M) for c in code_cells(nb))
+
+
+def output_lines(nb):
+    """(n, cell, line) for each line of text a code cell stores."""
+    for n, cell in numbered_code_cells(nb):
+        for text in text_outputs(cell):
+            for line in text.splitlines():
+                yield n, cell, line
+
+
+@chapter_params()
+def test_no_float_prints_more_than_6_significant_digits(notebook_path):
+    """No stored float prints more than 6 significant digits.
+
+    Significant digits are counted (`significant_digits`), not decimals: `215799.8750` has
+    10, of which a float32 (about 7 digits) holds 7 and another CPU's kernels reproduce fewer;
+    a tensor repr (`tensor(215799.8750)`) and scientific notation (`1.2345678e+05`) count the
+    same way. Integers and shapes are not floats and are not counted.
+    """
+    nb = read_notebook(notebook_path)
+    problems = [
+        f"{cell_ref(notebook_path, n)}: `{token}` ({digits} significant digits) in "
+        f"{line.strip()[:90]!r}"
+        for n, _, line in output_lines(nb)
+        for token, digits in printed_floats(line) if digits > MAX_DIGITS
+    ]
+    fail(problems, (
+        f"{rel(notebook_path)} prints floats with more than {MAX_DIGITS} significant digits, "
+        "which other CPUs do not reproduce: print float32 with `:.4g` (or `:.3e`), float64 "
+        "with at most `:.6g`, tensors after `torch.set_printoptions(precision=3)` or through "
+        f"a format; {fix_hint(notebook_path)}"
+    ))
+
+
+@chapter_params()
+def test_float32_loss_logs_print_at_most_4_significant_digits(notebook_path):
+    """A float32 training log prints at most 4 significant digits per number.
+
+    A training log line is a line of stored text output that contains the word `loss`
+    (`iteration  100   loss 3238.3005`, `initial loss = 215799.8750`, `final loss ...`).
+    It is float32 unless its cell computes in float64: the cell's code names `float64` or
+    `double`, or the notebook imports no torch (NumPy computes in float64, chapter 01). A
+    line that itself names `float32` is float32 whatever its cell. Every float on a float32
+    log line has at most 4 significant digits (`{loss:.4g}`): after hundreds of float32 steps
+    the 5th digit differs between CPUs.
+    """
+    nb = read_notebook(notebook_path)
+    numpy_only = not imports_torch(nb)
+    problems = []
+    for n, cell, line in output_lines(nb):
+        if not LOSS_LINE.search(line):
+            continue
+        float64 = numpy_only or FLOAT64_CELL.search(cell.source)
+        if float64 and "float32" not in line:
+            continue
+        problems += [
+            f"{cell_ref(notebook_path, n)}: `{token}` ({digits} significant digits) in "
+            f"{line.strip()[:90]!r}"
+            for token, digits in printed_floats(line) if digits > MAX_FLOAT32_LOG_DIGITS
+        ]
+    fail(problems, (
+        f"{rel(notebook_path)} logs float32 losses with more than {MAX_FLOAT32_LOG_DIGITS} "
+        "significant digits: format them with `:.4g` (f\"{loss:.4g}\"), or `:.3e`; print a "
+        "converged tail as a bound (`loss < 1e-4`) and an oscillating phase as a range; "
+        f"{fix_hint(notebook_path)}"
+    ))
 
 
 @chapter_params()
 def test_notebook_prints_a_shape_table(notebook_path):
     nb = read_notebook(notebook_path)
     header = re.compile(r"^name\s+shape\s+meaning", re.MULTILINE)
-    assert any(header.search(text) for _, text in text_outputs(nb)), (
+    expect(any(header.search(text) for c in code_cells(nb) for text in text_outputs(c)), (
         f"{rel(notebook_path)}: no traced-shape table (a 'name shape meaning' printout)"
-    )
+    ))
 
 
 @chapter_params()
 def test_no_stored_output_holds_a_memory_address_or_a_bare_plot_repr(notebook_path):
     nb = read_notebook(notebook_path)
-    for _, text in text_outputs(nb):
-        assert not re.search(r" at 0x[0-9a-f]+", text), (
-            f"{rel(notebook_path)}: output {text[:120]!r} holds a memory address, "
-            "which changes every run"
-        )
-
-
-@chapter_params()
-def test_floats_are_printed_at_a_modest_precision(notebook_path):
-    nb = read_notebook(notebook_path)
-    for _, text in text_outputs(nb):
-        match = LONG_FLOAT.search(text)
-        assert not match, (
-            f"{rel(notebook_path)}: output prints {match.group(0)}...; format floats with "
-            "4-6 significant digits so outputs are stable across machines"
-        )
-
-
-@chapter_params()
-def test_notebook_imports_only_torch_numpy_matplotlib_and_stdlib(notebook_path):
-    tree = parsed_code(read_notebook(notebook_path))
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            imported.add((node.module or "").split(".")[0])
-    allowed = ALLOWED_THIRD_PARTY | set(sys.stdlib_module_names)
-    assert imported <= allowed, (
-        f"{rel(notebook_path)} imports {sorted(imported - allowed)}; "
-        "chapters may import only torch, numpy, matplotlib and the standard library"
+    fail(
+        [f"{cell_ref(notebook_path, n)}: {line.strip()[:100]!r}"
+         for n, _, line in output_lines(nb)
+         if re.search(r" at 0x[0-9a-f]+|<matplotlib\.", line)],
+        f"{rel(notebook_path)} stores memory addresses or plot reprs, which change every run "
+        f"(end plot cells with `plt.show()`); {fix_hint(notebook_path)}",
     )
 
 
+# --- the code -------------------------------------------------------------------------------
+
+
 @chapter_params()
-def test_notebook_does_no_file_or_network_io(notebook_path):
-    tree = parsed_code(read_notebook(notebook_path))
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            else:
-                names = [node.module or ""]
-            bad = {n.split(".")[0] for n in names} & FORBIDDEN_MODULES
-            assert not bad, f"{rel(notebook_path)}: imports {bad}, which do file/network I/O"
-        if isinstance(node, ast.Call):
-            func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            assert name not in FORBIDDEN_CALLS, (
-                f"{rel(notebook_path)}, line {node.lineno} of its code: calls {name}(), "
-                "which reads or writes files; chapters must be self-contained"
-            )
+def test_every_code_cell_is_valid_python(notebook_path):
+    nb = read_notebook(notebook_path)
+    problems = []
+    for n, cell in numbered_code_cells(nb):
+        try:
+            parse_cell(cell.source)
+        except SyntaxError as error:
+            problems.append(f"{cell_ref(notebook_path, n)}, line {error.lineno}: {error.msg}")
+    fail(problems, f"{rel(notebook_path)}: code cells do not parse; {fix_hint(notebook_path)}")
 
 
 @chapter_params()
 def test_notebook_has_no_shell_commands_or_magics(notebook_path):
+    problems = []
     nb = read_notebook(notebook_path)
-    for cell in code_cells(nb):
-        for line in cell.source.splitlines():
-            assert not line.lstrip().startswith(("!", "%")), (
-                f"{rel(notebook_path)}: `{line.strip()}`; no shell commands, pip installs or "
-                "magics (the notebook must run as plain Python on Colab)"
-            )
+    for n, tree in parsed_code_cells(nb):
+        lines = dict(numbered_code_cells(nb))[n].source.splitlines()
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Call)
+                    and getattr(node.func.value.func, "id", "") == "get_ipython"):
+                line = lines[node.lineno - 1].strip() if node.lineno <= len(lines) else ""
+                problems.append(f"{cell_ref(notebook_path, n)}, line {node.lineno}: `{line}`")
+    fail(problems, (
+        f"{rel(notebook_path)} runs shell commands or IPython magics (`!pip`, `%time`); the "
+        "notebook must run as plain Python on Colab, with only what Colab has; "
+        f"{fix_hint(notebook_path)}"
+    ))
 
 
 @chapter_params()
-def test_plot_text_has_no_chinese(notebook_path):
-    # Matplotlib has no CJK font on Colab: Chinese labels render as boxes and warn on stderr.
-    tree = parsed_code(read_notebook(notebook_path))
+def test_notebook_imports_only_torch_numpy_matplotlib_and_stdlib(notebook_path):
+    allowed = ALLOWED_THIRD_PARTY | set(sys.stdlib_module_names)
+    problems = []
+    for n, tree in parsed_code_cells(read_notebook(notebook_path)):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            problems += [
+                f"{cell_ref(notebook_path, n)}, line {node.lineno}: imports {name}"
+                for name in names if name.split(".")[0] not in allowed
+            ]
+    fail(problems, (
+        f"{rel(notebook_path)}: chapters may import only torch, numpy, matplotlib and the "
+        f"standard library (what Colab has); {fix_hint(notebook_path)}"
+    ))
+
+
+@chapter_params()
+def test_notebook_does_no_file_or_network_io(notebook_path):
+    problems = []
+    for n, tree in parsed_code_cells(read_notebook(notebook_path)):
+        where = cell_ref(notebook_path, n)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                names = []
+            problems += [
+                f"{where}, line {node.lineno}: imports {name}, which does file/network I/O"
+                for name in names if name.split(".")[0] in FORBIDDEN_MODULES
+            ]
+            if isinstance(node, ast.Call) and call_name(node) in FORBIDDEN_CALLS:
+                problems.append(
+                    f"{where}, line {node.lineno}: calls {call_name(node)}(), which reads or "
+                    "writes files"
+                )
+    fail(problems, (
+        f"{rel(notebook_path)}: chapters must be self-contained (no files, no network); "
+        f"{fix_hint(notebook_path)}"
+    ))
+
+
+DEVICE_NAME = re.compile(r"(cuda|mps)(:\d+)?")
+
+
+def is_device_literal(node):
+    return (isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and DEVICE_NAME.fullmatch(node.value) is not None)
+
+
+def hard_coded_devices(tree):
+    """(line, what) for each device the code names without asking whether it exists.
+
+    Flagged: `torch.device("cuda")` / `"mps"` / `"cuda:0"`, `.cuda()`, `.to("cuda")`, and a
+    `device="cuda"` keyword in any call. Allowed inside an availability check: in the body of
+    an `if`/`elif` or a conditional expression whose test calls `...is_available()`
+    (`torch.device("cuda" if torch.cuda.is_available() else "cpu")`).
+    """
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def checks_availability(test):
+        return any(isinstance(n, ast.Attribute) and n.attr == "is_available"
+                   for n in ast.walk(test))
+
+    def guarded(node):
+        child, parent = node, parents.get(node)
+        while parent is not None:
+            if (isinstance(parent, (ast.If, ast.IfExp)) and child is not parent.test
+                    and checks_availability(parent.test)):
+                return True
+            child, parent = parent, parents.get(parent)
+        return False
+
+    found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        func = node.func
-        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        texts = [kw.value for kw in node.keywords if kw.arg in PLOT_TEXT_KEYWORDS]
-        if name in PLOT_TEXT_METHODS:
-            texts += list(node.args) + [kw.value for kw in node.keywords]
-        for text_node in texts:
-            for const in ast.walk(text_node):
-                if isinstance(const, ast.Constant) and isinstance(const.value, str):
-                    assert not CJK.search(const.value), (
-                        f"{rel(notebook_path)}, line {node.lineno} of its code: plot text "
-                        f"{const.value!r} is Chinese; use English or math in figures"
-                    )
+        name, func = call_name(node), node.func
+        literals = [(f"{kw.arg}=", kw.value) for kw in node.keywords if kw.arg == "device"]
+        if name == "device" and isinstance(func, ast.Attribute):
+            literals += [("", arg) for arg in node.args[:1]]
+        if name == "to" and isinstance(func, ast.Attribute):
+            literals += [("", arg) for arg in node.args]
+        bad = [f"{name}({key}{lit.value!r})" for key, lit in literals if is_device_literal(lit)]
+        if name == "cuda" and isinstance(func, ast.Attribute) and not node.args[:1]:
+            bad.append(".cuda()")
+        found += [(node.lineno, what) for what in bad if not guarded(node)]
+    return found
+
+
+@chapter_params()
+def test_no_device_is_hard_coded(notebook_path):
+    """A device is chosen by availability, never hard-coded (found statically, by the AST).
+
+    The test machine has no GPU, so a hard-coded `torch.device("cuda")` fails there only by
+    accident of the machine (and `"mps"` would never fail on Linux); the AST catches it on any
+    machine. See `hard_coded_devices` for what is flagged and what counts as a check.
+    """
+    problems = [
+        f"{cell_ref(notebook_path, n)}, line {line}: {what} outside an availability check"
+        for n, tree in parsed_code_cells(read_notebook(notebook_path))
+        for line, what in hard_coded_devices(tree)
+    ]
+    fail(problems, (
+        f"{rel(notebook_path)} hard-codes a device: choose it by availability, `device = "
+        "torch.device(\"cuda\" if torch.cuda.is_available() else \"mps\" if "
+        "torch.backends.mps.is_available() else \"cpu\")`, and move with `.to(device)`; "
+        f"{fix_hint(notebook_path)}"
+    ))
 
 
 @chapter_params()
 def test_kernelspec_is_python3(notebook_path):
     nb = read_notebook(notebook_path)
     kernelspec = nb.metadata.get("kernelspec", {})
-    assert kernelspec.get("name") == "python3", (
+    expect(kernelspec.get("name") == "python3", (
         f"{rel(notebook_path)}: kernelspec is {kernelspec}; Colab and Binder expect python3"
-    )
+    ))
+
+
+# --- the chapter mould ----------------------------------------------------------------------
+
+
+@stage_params()
+def test_stage_chapter_has_every_section_of_the_mould(notebook_path):
+    nb = read_notebook(notebook_path)
+    level2 = {text for _, level, text in headings(nb) if level == 2}
+    missing = [] if has_learning_goals(nb) else ["the `学习目标` admonition"]
+    missing += [f"`## {name}`" for name in CLOSING_SECTIONS if name not in level2]
+    expect(not missing, (
+        f"{rel(notebook_path)} lacks {', '.join(missing)}: every stage chapter (01-08) has "
+        "the mould of CONTRIBUTING.md (title, 学习目标, sections, ## 本章改了什么, ## 常见错误, "
+        f"## 小结, ## 练习, with these exact texts); {fix_hint(notebook_path)}"
+    ))
+
+
+@stage_params()
+def test_stage_chapter_works_both_examples_p_and_n(notebook_path):
+    nb = read_notebook(notebook_path)
+    level2 = [text for _, level, text in headings(nb) if level == 2]
+    missing = [f"`## {name}：...` ({what})" for name, what in EXAMPLES.items()
+               if not any(text.startswith(name) for text in level2)]
+    expect(not missing, (
+        f"{rel(notebook_path)} has no section {' and no '.join(missing)}: every stage chapter "
+        f"(01-08) works both examples; {fix_hint(notebook_path)}"
+    ))
+
+
+@stage_params()
+def test_mould_sections_come_in_order(notebook_path):
+    nb = read_notebook(notebook_path)
+    found = headings(nb)
+    order = [text for _, level, text in found if level == 2 and text in CLOSING_SECTIONS]
+    # A missing section is reported by test_stage_chapter_has_every_section_of_the_mould.
+    expected = [name for name in CLOSING_SECTIONS if name in order]
+    first_is_title = bool(found) and found[0][1] == 1
+    expect(first_is_title and order == expected, (
+        f"{rel(notebook_path)}: the chapter must open with its `# title` and close with "
+        f"{', '.join('## ' + s for s in CLOSING_SECTIONS)} in this order, once each; its "
+        f"first heading is {found[0][2] if found else None!r} (level {found[0][1] if found else 0})"
+        f" and its closing headings are {order}; {fix_hint(notebook_path)}"
+    ))
+
+
+# --- exercises and solutions ----------------------------------------------------------------
+
+
+def cells_after_exercises(nb):
+    """The cells after the markdown cell that holds `## 练习` (none if there is no such cell)."""
+    for index, level, text in headings(nb):
+        if level == 2 and text == "练习":
+            return index, nb.cells[index + 1:]
+    return None, []
+
+
+@chapter_params()
+def test_every_solution_code_cell_is_folded_in_jupyter_and_in_the_book(notebook_path):
+    """Every code cell after `## 练习` is folded in JupyterLab/Colab and in the HTML book.
+
+    `hide-cell` folds it in the HTML book only; `jupyter: {source_hidden: true,
+    outputs_hidden: true}` folds it in JupyterLab and Colab (PITFALLS.md).
+    """
+    nb = read_notebook(notebook_path)
+    index, after = cells_after_exercises(nb)
+    numbers = {id(c): n for n, c in numbered_code_cells(nb)}
+    problems = []
+    for cell in after:
+        if cell.cell_type != "code" or id(cell) not in numbers:
+            continue
+        jupyter = cell.metadata.get("jupyter", {})
+        lacks = [] if "hide-cell" in tags(cell) else ["tag hide-cell"]
+        lacks += [f"jupyter.{key}: true" for key in ("source_hidden", "outputs_hidden")
+                  if jupyter.get(key) is not True]
+        if lacks:
+            problems.append(f"{cell_ref(notebook_path, numbers[id(cell)])} lacks "
+                            + ", ".join(lacks))
+    fail(problems, (
+        f"{rel(notebook_path)}: solution cells after `## 练习` must be folded; in "
+        f"{rel(twin_of(notebook_path))} open each with\n{SOLUTION_METADATA}\nthen "
+        f"{refresh_hint(notebook_path)}"
+    ))
+
+
+@chapter_params()
+def test_every_dropdown_answer_is_folded_in_jupyter(notebook_path):
+    """A markdown cell holding a `{dropdown}` answer is folded in JupyterLab/Colab too."""
+    nb = read_notebook(notebook_path)
+    problems, code_seen = [], -1
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            code_seen += 1
+        elif "{dropdown}" in cell.source:
+            if cell.metadata.get("jupyter", {}).get("source_hidden") is not True:
+                start = next(line for line in cell.source.splitlines() if "{dropdown}" in line)
+                where = f"after {cell_ref(notebook_path, code_seen)}" if code_seen >= 0 else (
+                    f"in {rel(notebook_path)}, before its first code cell")
+                problems.append(f"the markdown cell {where} holding {start.strip()[:60]!r}")
+    fail(problems, (
+        f"{rel(notebook_path)}: a dropdown answer must be folded in Jupyter too; in "
+        f"{rel(twin_of(notebook_path))} give it a markdown cell of its own opened with "
+        '`+++ {"jupyter": {"source_hidden": true}}`, then ' + refresh_hint(notebook_path)
+    ))
+
+
+# --- cell length -----------------------------------------------------------------------------
+
+
+def cell_lengths(path):
+    """Lines of each code cell that holds code (blank lines at either end not counted)."""
+    return [len(c.source.strip().splitlines()) for c in code_cells(read_notebook(path))]
+
+
+@chapter_params()
+def test_median_code_cell_of_the_chapter_is_at_most_6_lines(notebook_path):
+    lengths = cell_lengths(notebook_path)
+    median = statistics.median(lengths)
+    longest = sorted(((length, n) for (n, _), length in
+                      zip(numbered_code_cells(read_notebook(notebook_path)), lengths)),
+                     reverse=True)[:5]
+    expect(median <= MAX_CHAPTER_MEDIAN, (
+        f"{rel(notebook_path)}: the median code cell has {median} lines, over "
+        f"{MAX_CHAPTER_MEDIAN}; split setup cells (imports / seeds / device / helpers) and "
+        "class-plus-demo cells, move prints out of loops (a training loop stays one cell). "
+        f"Longest: {', '.join(f'Cell {n} ({length} lines)' for length, n in longest)}; "
+        f"{fix_hint(notebook_path)}"
+    ))
+
+
+def test_median_code_cell_of_the_book_is_at_most_5_lines():
+    lengths = {p.stem: cell_lengths(p) for p in CHAPTER_NOTEBOOKS}
+    median = statistics.median([n for chapter in lengths.values() for n in chapter])
+    per_chapter = ", ".join(f"{stem[:2]}: {statistics.median(ns)}" for stem, ns in lengths.items())
+    expect(median <= MAX_BOOK_MEDIAN, (
+        f"the median code cell of the book (every chapter's code cells together) has {median} "
+        f"lines, over {MAX_BOOK_MEDIAN} (per chapter: {per_chapter}); split the longest "
+        "chapters' cells in their twins in book/, then `make notebooks`"
+    ))

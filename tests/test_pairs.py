@@ -24,16 +24,13 @@ from conftest import (
     chapter_params,
     read_notebook,
     rel,
+    twin_of,
 )
 
 
 def without_version_line(text):
     # The jupytext version in the header is not content.
     return [line for line in text.splitlines() if "jupytext_version:" not in line]
-
-
-def twin_of(notebook_path):
-    return BOOK_DIR / f"{notebook_path.stem}.md"
 
 
 def test_every_markdown_chapter_has_a_notebook():

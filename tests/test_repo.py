@@ -20,8 +20,11 @@ from conftest import (
     CHAPTER_NOTEBOOKS,
     HTML_DIR,
     ROOT,
+    cell_ref,
     chapter_params,
-    code_cells,
+    fix_hint,
+    numbered_code_cells,
+    parsed_code_cells,
     read_notebook,
     rel,
 )
@@ -30,6 +33,14 @@ BIN = Path(sys.executable).parent
 WORKFLOW_DIR = ROOT / ".github" / "workflows"
 WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.yml")) + sorted(WORKFLOW_DIR.glob("*.yaml"))
 BINDER_DIR = ROOT / "binder"
+REQUIREMENTS = [ROOT / "requirements.txt", BINDER_DIR / "requirements.txt"]
+CI_RUN = ROOT / ".ci" / "run"
+MAKEFILE = ROOT / "Makefile"
+# The kernel paths other x86-64 CPUs take, forced on one machine (ATen's and MKL's dispatch).
+FORCED_KERNELS = [
+    "ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE",
+    "ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2",
+]
 PRE_COMMIT_CONFIG = ROOT / ".pre-commit-config.yaml"
 
 PAGE_WEIGHT_BUDGET = 600 * 1024  # bytes: a chapter page's HTML plus the images it shows
@@ -107,6 +118,37 @@ def test_pages_are_deployed_from_main_only_after_the_tests_pass():
     assert deploys, f"no workflow in {rel(WORKFLOW_DIR)} deploys with actions/deploy-pages"
 
 
+def make_target(name):
+    """The recipe lines of a Makefile target (empty if there is none)."""
+    match = re.search(rf"^{re.escape(name)}:.*\n((?:\t.*\n|[ \t]*#.*\n)*)",
+                      MAKEFILE.read_text(encoding="utf-8"), re.M)
+    return match.group(1) if match else ""
+
+
+def test_make_test_kernels_runs_nbval_under_each_forced_kernel_path():
+    recipe = make_target("test-kernels")
+    missing = [kernels for kernels in FORCED_KERNELS if kernels not in recipe]
+    if not recipe or missing or "notebooks" not in recipe or "pytest" not in recipe:
+        pytest.fail(
+            f"`make test-kernels` ({rel(MAKEFILE)}) must run nbval over notebooks/ once per "
+            f"forced kernel path {FORCED_KERNELS}; its recipe lacks "
+            f"{missing or 'pytest ... notebooks'}",
+            pytrace=False,
+        )
+
+
+def test_ci_runs_the_forced_kernel_passes_after_make_test():
+    lines = [line.strip() for line in CI_RUN.read_text(encoding="utf-8").splitlines()]
+    commands = [line.split("#")[0].strip() for line in lines]
+    if "make test" not in commands or "make test-kernels" not in commands[
+            commands.index("make test") + 1:]:
+        pytest.fail(
+            f"{rel(CI_RUN)} (what CI and the README run) must run `make test-kernels` after "
+            "`make test`: the stored outputs must reproduce with other CPUs' kernels too",
+            pytrace=False,
+        )
+
+
 # --- Binder and Colab ------------------------------------------------------------------------
 
 
@@ -124,13 +166,36 @@ def notebook_imports():
     """Top-level modules the chapter notebooks import, outside the standard library."""
     imported = set()
     for path in CHAPTER_NOTEBOOKS:
-        tree = ast.parse("\n\n".join(c.source for c in code_cells(read_notebook(path))))
-        for node in ast.walk(tree):
+        for node in (node for _, tree in parsed_code_cells(read_notebook(path))
+                     for node in ast.walk(tree)):
             if isinstance(node, ast.Import):
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 imported.add(node.module.split(".")[0])
     return imported - set(sys.stdlib_module_names)
+
+
+@pytest.mark.parametrize("path", REQUIREMENTS, ids=lambda p: rel(p))
+def test_every_requirement_is_pinned_with_double_equals(path):
+    """Each package line is `name==version`: the stored outputs come from exactly that stack.
+
+    Comments, blank lines and pip options (`--extra-index-url ...`) are not packages.
+    """
+    loose = [
+        f"{rel(path)}:{number}: {line.strip()!r}"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if line.split("#")[0].strip() and not line.strip().startswith("-")
+        and not re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[\w,\-]+\])?==[^\s=;<>~!*]+",
+                             line.split("#")[0].strip())
+    ]
+    if loose:
+        pytest.fail(
+            "requirements not pinned with `==` (an unpinned package installs whatever is newest, "
+            "and the stored outputs no longer match):\n  " + "\n  ".join(loose)
+            + "\nPin each as `name==version` (the version `.venv/bin/pip freeze` shows), then "
+            "`make notebooks` if the version changed",
+            pytrace=False,
+        )
 
 
 def test_binder_environment_has_the_pinned_cpu_torch():
@@ -230,15 +295,21 @@ def test_pre_commit_runs_ruff_and_the_pinned_tools_of_the_project_venv():
 @chapter_params()
 def test_every_figure_has_a_caption_or_alt_text(notebook_path):
     nb = read_notebook(notebook_path)
-    for i, cell in enumerate(code_cells(nb), start=1):
+    bare = []
+    for n, cell in numbered_code_cells(nb):
         if not any("image/png" in o.get("data", {}) or "image/jpeg" in o.get("data", {})
                    for o in cell.outputs):
             continue
         mystnb = cell.metadata.get("mystnb", {})
         described = mystnb.get("figure", {}).get("caption") or mystnb.get("image", {}).get("alt")
-        assert described, (
-            f"{rel(notebook_path)}, code cell {i}: a figure with neither caption nor alt text; "
-            "give the cell `mystnb: figure: caption: ...` metadata (a Chinese caption)"
+        if not described:
+            bare.append(cell_ref(notebook_path, n))
+    if bare:
+        pytest.fail(
+            f"{', '.join(bare)}: a figure with neither caption nor alt text; give the cell "
+            f"`mystnb: figure: caption: ...` metadata (a Chinese caption): "
+            f"{fix_hint(notebook_path)}",
+            pytrace=False,
         )
 
 
