@@ -1,7 +1,12 @@
 # Every target installs what it needs into .venv first (from requirements.txt).
-#   make book        build the HTML book into _build/html (zero warnings allowed)
+#   make book        build the HTML book into _build/html (zero warnings allowed), then the
+#                    whole-book PDF and the notebooks/site zips into _build/html/downloads/
+#                    (installs TeX, fonts and npm with apt-get when missing: .ci/install-tex;
+#                    MathJax from npm at the version package-lock.json pins)
+#   make book-deps   just those installs (TeX, fonts, MathJax), as .ci/run does before testing
 #   make test        run every test (nbval, freshness, pairing, build, links, browser, lint)
 #                    (installs chromium + fonts-noto-cjk with apt-get when missing)
+#   make test-kernels  nbval again, twice, with the kernels other x86-64 CPUs take (timed)
 #   make lint        ruff over the tests, scripts and notebooks (also part of make test)
 #   make notebooks   re-sync every notebook with its twin and re-execute it in place
 #   make lab         open JupyterLab with jupytext pairing active
@@ -12,7 +17,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test lint browser-deps notebooks lab clean
+.PHONY: book book-deps test test-kernels lint browser-deps notebooks lab clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,11 +25,36 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-book: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+MATHJAX := node_modules/mathjax/package.json
 
-test: $(STAMP) browser-deps
+book: $(STAMP) book-deps
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python scripts/build_downloads.py
+
+book-deps: $(STAMP) $(MATHJAX)
+	.ci/install-tex
+
+# MathJax, served from the built site (_ext/offline_book.py copies it into _static/mathjax/)
+$(MATHJAX): package.json package-lock.json
+	.ci/install-tex
+	npm ci --no-audit --no-fund
+	touch $(MATHJAX)
+
+test: $(STAMP) browser-deps book-deps
 	$(BIN)/python -m pytest
+
+# The stored outputs must reproduce on any x86-64 CPU, not only on this one: re-run nbval over
+# notebooks/ with ATen's and MKL's kernel paths forced to those of older CPUs (one thread, as
+# conftest.py sets). Each pass's wall time goes to the terminal and to _build/test-kernels.txt.
+test-kernels: $(STAMP)
+	@mkdir -p _build; : > _build/test-kernels.txt; status=0; \
+	for kernels in "ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE" \
+	               "ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2"; do \
+	  echo "== nbval over notebooks/ with $$kernels"; start=$$(date +%s); result=passed; \
+	  env $$kernels $(BIN)/python -m pytest -q notebooks || { result=FAILED; status=1; }; \
+	  echo "$$kernels: $$result in $$(( $$(date +%s) - start )) s" \
+	    | tee -a _build/test-kernels.txt; \
+	done; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check tests notebooks scripts conftest.py

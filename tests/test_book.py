@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 
 import pytest
 
@@ -113,3 +114,88 @@ def test_notebook_dir_holds_only_chapters():
     ]
     assert not strays, f"notebooks/ holds {strays}; chapters are named NN_slug.ipynb"
 
+
+
+# --- offline and in mainland China (issue 12) ------------------------------------------------
+
+
+def built_pages():
+    return sorted(HTML_DIR.rglob("*.html"))
+
+
+def test_no_page_loads_a_script_style_or_font_from_another_host(built_book):
+    """Static check of every built page; tests/test_site.py checks what Chromium requests."""
+    pattern = re.compile(r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)="(https?:)?//[^"]*"')
+    found = {}
+    for page in built_pages():
+        for tag in pattern.finditer(page.read_text(encoding="utf-8")):
+            if "<link" in tag.group(0) and 'rel="canonical"' in tag.group(0):
+                continue
+            found.setdefault(rel(page), []).append(tag.group(0)[:120])
+    assert not found, (
+        f"pages load resources from other hosts (offline and in mainland China they fail): {found}"
+    )
+
+
+def test_mathjax_is_served_from_the_build(built_book):
+    pinned = json.loads((ROOT / "package.json").read_text())["dependencies"]["mathjax"]
+    script = HTML_DIR / "_static" / "mathjax" / "tex-mml-chtml.js"
+    assert script.exists(), f"{rel(script)} is missing (_ext/offline_book.py copies it)"
+    assert f'VERSION="{pinned}"' in script.read_text(encoding="utf-8"), (
+        f"{rel(script)} is not MathJax {pinned}, the version package.json pins (run `make book`)"
+    )
+    local = re.compile(r'<script[^>]+src="(\.\./)*_static/mathjax/tex-mml-chtml\.js(\?[^"]*)?"')
+    for page in built_pages():
+        html = page.read_text(encoding="utf-8")
+        if 'class="math' in html:
+            assert local.search(html), (
+                f"{rel(page)} has formulas but does not load MathJax from _static/mathjax/"
+            )
+
+
+def kaggle_links(html):
+    return re.findall(r'href="(https://kaggle\.com/kernels/welcome\?src=[^"]+)"', html)
+
+
+@chapter_params()
+def test_chapter_page_offers_kaggle_beside_colab(built_book, notebook_path):
+    page = HTML_DIR / "notebooks" / f"{notebook_path.stem}.html"
+    repo = CONFIG["repository"]["url"].removeprefix("https://github.com/")
+    branch = CONFIG["repository"]["branch"]
+    expected = (f"https://kaggle.com/kernels/welcome?src=https://github.com/{repo}/blob/{branch}/"
+                f"notebooks/{notebook_path.name}")
+    assert kaggle_links(page.read_text(encoding="utf-8")) == [expected], (
+        f"{rel(page)} has no Kaggle launch link {expected} (_ext/offline_book.py adds it)"
+    )
+
+
+NETWORK_CALLS = re.compile(
+    r"\b(urlopen|urlretrieve|requests\.get|wget|download_url|load_dataset|torchvision\.datasets|"
+    r"torch\.hub|hf_hub_download)\b|https?://"
+)
+
+
+@chapter_params()
+def test_notebooks_fetch_nothing_from_the_network(notebook_path):
+    """The preface promises it: every chapter runs offline and in mainland China."""
+    cells = json.loads(notebook_path.read_text(encoding="utf-8"))["cells"]
+    calls = [m.group(0) for c in cells if c["cell_type"] == "code"
+             for m in NETWORK_CALLS.finditer("".join(c["source"]))]
+    assert not calls, f"{rel(notebook_path)} reaches for the network: {calls}"
+
+
+def test_preface_says_which_launch_to_use_from_where():
+    intro = (ROOT / f"{TOC['root']}.md").read_text(encoding="utf-8")
+    section = intro.split("## 三种读法", 1)[1].split("\n## ", 1)[0]
+    for words in ("Kaggle", "Binder", "Colab", "中国大陆", "不需要下载任何数据", "{takeaway}`pdf`"):
+        assert words in section, f"the preface's 三种读法 does not mention {words!r}"
+
+
+def test_readme_links_the_downloads():
+    sys.path.insert(0, str(ROOT / "_ext"))
+    from offline_book import download_files, site_url
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    url = CONFIG["repository"]["url"]
+    for name in download_files(url).values():
+        assert site_url(url) + name in readme, f"README.md does not link {site_url(url)}{name}"

@@ -6,29 +6,38 @@ Playwright; `.ci/install-browser` (run by `make test` and `.ci/run`) installs it
 fonts-noto-cjk, without which the screenshots show boxes instead of Chinese.
 
 External requests are blocked: the test machine has no internet, and a page must not depend on
-one to work. Every blocked URL is recorded, checked against EXPECTED_EXTERNAL below, and listed
-in _build/screenshots/external-resources.txt. A blocked fetch logs "Failed to load resource" in
-the console; that message is not counted as a script error of the site, every other console
-error and every uncaught exception is.
+one to work (offline, or in mainland China, where Google and jsDelivr are out of reach). Every
+blocked URL is recorded, must be in EXPECTED_EXTERNAL below (which is empty: MathJax comes from
+the build, _static/mathjax/), and is listed in _build/screenshots/external-resources.txt. A
+blocked fetch logs "Failed to load resource" in the console; that message is not counted as a
+script error of the site, every other console error and every uncaught exception is. Every page
+with formulas must show them typeset by MathJax, not as raw TeX.
 
-Screenshots of every page (and of the search results and the dark theme) are saved under
-_build/screenshots/ for a maintainer to look at.
+The take-away downloads (the PDF and the two zips, tests/takeaways.py) are linked from every
+page's download menu; the offline site zip is unzipped and read from disk (file://) here too.
+
+Screenshots of every page (and of the search results, the dark theme and every figure in it)
+are saved under _build/screenshots/ for a maintainer to look at.
 """
 
 import functools
 import http.server
 import os
-import re
 import shutil
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from urllib.parse import urljoin
 
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import sync_playwright
 
+import takeaways
 from conftest import BUILD_DIR, CHAPTER_NOTEBOOKS, CONFIG, HTML_DIR, ROOT, TOC, rel, toc_files
 
 SCREENSHOT_DIR = BUILD_DIR / "screenshots"
@@ -46,10 +55,11 @@ CHROMIUM_FLAGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 900}
 
-# External resources a page may ask for (blocked here, loaded by readers' browsers): MathJax,
-# which Sphinx loads from a CDN to typeset the formulas. Anything else is a new dependency on
-# the network; add it here only deliberately.
-EXPECTED_EXTERNAL = [re.compile(r"^https://cdn\.jsdelivr\.net/npm/mathjax@3/")]
+# External resources a page may ask for (blocked here, loaded by readers' browsers): none.
+# MathJax used to come from cdn.jsdelivr.net, which mainland China cannot reach; it is served
+# from the build now (_ext/offline_book.py). Anything here is a dependency on the network that
+# breaks the offline site zip and readers behind a firewall; add one only deliberately.
+EXPECTED_EXTERNAL = []
 
 # Chinese words a reader searches for, each with the stage whose chapter must be among the
 # results. A word is tested once its stage's notebook exists (before that, no chapter may use
@@ -72,7 +82,7 @@ STAGE_QUERIES = {
     "06": ["优化器", "optim 优化器", "Adam"],
     "07": ["自定义 Module", "nn.Module"],
     "08": ["控制流", "控制流 权重共享"],
-    "09": ["回顾", "八个阶段 对比"],
+    "09": ["回顾", "七个阶段 对比"],
     "10": ["性能", "GPU 性能"],
 }
 
@@ -131,8 +141,10 @@ def site(built_book):
     assert (HTML_DIR / "index.html").exists(), (
         f"the build left no {rel(HTML_DIR / 'index.html')}; see test_book_builds_without_warnings"
     )
-    shutil.rmtree(SCREENSHOT_DIR, ignore_errors=True)
-    SCREENSHOT_DIR.mkdir(parents=True)
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOT_DIR.iterdir():  # keep pdf/, the PDF pages tests/test_pdf.py rendered
+        if old.name != "pdf":
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     handler = functools.partial(QuietHandler, directory=str(HTML_DIR))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -222,27 +234,72 @@ class Tab:
         return target
 
 
-@pytest.fixture
-def new_tab(browser, site):
-    """Opens tabs in a fresh browser context (empty storage, light system theme)."""
-    context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", color_scheme="light")
+def offline_context(browser, base, color_scheme="light"):
+    """A fresh browser context (empty storage) that lets through only requests below base."""
+    context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", color_scheme=color_scheme)
 
     def route(route_):
-        if route_.request.url.startswith(site):
+        if route_.request.url.startswith(base):
             route_.continue_()
         else:
             route_.abort()  # no internet here; each Tab records what its page asked for
 
     context.route("**/*", route)
+    return context
+
+
+def new_watched_tab(context, base):
+    tab = Tab(context.new_page(), base)
+    tab.watch()
+    return tab
+
+
+@pytest.fixture
+def new_tab(browser, site):
+    """Opens tabs in a fresh browser context (empty storage, light system theme)."""
+    context = offline_context(browser, site)
 
     def make():
-        tab = Tab(context.new_page(), site)
-        tab.watch()
-        return tab
+        return new_watched_tab(context, site)
 
     make.context = context
     yield make
     context.close()
+
+
+@pytest.fixture(scope="module")
+def downloads(built_book):
+    """The PDF and the zips (scripts/build_downloads.py, as `make book`), in _build/html."""
+    returncode, log = takeaways.build()
+    assert returncode == 0, (
+        "scripts/build_downloads.py failed (see tests/test_pdf.py):\n"
+        + "\n".join(log.splitlines()[-20:])
+    )
+
+
+# After MathJax has run: how many formulas the page has, how many are typeset, and any raw TeX
+# left in the text (outside code, where TeX may be shown on purpose).
+MATH_STATE_JS = r"""async () => {
+    const mathjax = window.MathJax && window.MathJax.startup;
+    if (mathjax) await window.MathJax.startup.promise;
+    const main = document.querySelector("main") || document.body;
+    const formulas = [...main.querySelectorAll(".math")];
+    const skip = "pre, code, script, style, textarea, mjx-container";
+    const walker = document.createTreeWalker(main, NodeFilter.SHOW_TEXT);
+    const raw = [];
+    while (walker.nextNode()) {
+        const node = walker.currentNode;
+        if (node.parentElement.closest(skip)) continue;
+        const m = node.nodeValue.match(/\\\(|\\\[|\\begin\{/);
+        if (m) raw.push(node.nodeValue.trim().slice(0, 60));
+    }
+    return {loaded: Boolean(mathjax), formulas: formulas.length,
+            typeset: formulas.filter(f => f.querySelector("mjx-container")).length, raw: raw};
+}"""
+
+
+def math_state(tab):
+    return tab.page.evaluate(MATH_STATE_JS)
 
 
 def screenshot_name(page_path):
@@ -262,6 +319,7 @@ class Visit:
     failed_local: list
     external: list
     images: list
+    math: dict
 
 
 VISITS = {}
@@ -277,6 +335,7 @@ def visit(new_tab):
                 f"{rel(HTML_DIR / page_path)} was not built; is its page listed in _toc.yml?"
             )
             tab = new_tab().open(page_path)
+            math = math_state(tab)  # waits for MathJax, so the screenshot shows typeset math
             images = tab.page.eval_on_selector_all(
                 "main img",
                 """imgs => imgs.map(img => ({
@@ -285,7 +344,7 @@ def visit(new_tab):
             )
             tab.screenshot(screenshot_name(page_path))
             VISITS[page_path] = Visit(page_path, tab.path, list(tab.errors),
-                                      list(tab.failed_local), list(tab.external), images)
+                                      list(tab.failed_local), list(tab.external), images, math)
         return VISITS[page_path]
 
     return load
@@ -318,14 +377,38 @@ def test_page_loads_every_local_resource(visit, page_path):
 
 
 @page_params(PAGES)
-def test_page_asks_only_for_expected_external_resources(visit, page_path):
+def test_page_asks_nothing_of_another_host(visit, page_path):
     seen = visit(page_path)
     unexpected = [u for u in seen.external if not any(p.match(u) for p in EXPECTED_EXTERNAL)]
     assert not unexpected, (
-        f"{page_path} fetches {unexpected} from the internet; a page must work offline apart "
-        "from MathJax. Remove the dependency, or add it to EXPECTED_EXTERNAL in "
-        "tests/test_site.py if it is deliberate"
+        f"{page_path} fetches {unexpected} from the internet; a page must work offline and "
+        "behind a firewall. Serve it from the build (as _ext/offline_book.py does MathJax), or "
+        "add it to EXPECTED_EXTERNAL in tests/test_site.py if it is deliberate"
     )
+
+
+def assert_math_typeset(where, math):
+    assert not math["raw"], (
+        f"{where} shows raw TeX instead of formulas: {math['raw'][:5]} (did MathJax load? it "
+        "must come from _static/mathjax/, see _ext/offline_book.py)"
+    )
+    assert math["typeset"] == math["formulas"], (
+        f"{where}: MathJax typeset {math['typeset']} of {math['formulas']} formulas "
+        f"(MathJax loaded: {math['loaded']})"
+    )
+
+
+@page_params(PAGES)
+def test_page_typesets_its_formulas_without_the_network(visit, page_path):
+    seen = visit(page_path)
+    assert_math_typeset(page_path, seen.math)
+
+
+def test_the_pages_with_formulas_are_checked(visit):
+    """The formula check above is not vacuous: the preface and stage 01 have formulas."""
+    for page_path in ("book/intro.html", chapter_page(CHAPTER_NOTEBOOKS[0])):
+        math = visit(page_path).math
+        assert math["formulas"] > 0 and math["loaded"], f"{page_path}: {math}"
 
 
 @page_params(PAGES)
@@ -389,6 +472,59 @@ def test_launch_menu_opens_this_notebook_on_binder(new_tab, page_path):
     notebook = page_path.replace(".html", ".ipynb")
     expected = f"{hub}/v2/gh/{repo}/{branch}?urlpath=lab/tree/{notebook}"
     assert_launch_button_opens(new_tab, page_path, "Binder", expected)
+
+
+def github_notebook(page_path):
+    repo, branch = repository()
+    return f"https://github.com/{repo}/blob/{branch}/{page_path.replace('.html', '.ipynb')}"
+
+
+@page_params(CHAPTERS)
+def test_launch_menu_opens_this_notebook_on_kaggle(new_tab, page_path):
+    # Kaggle needs no Google account and is reachable from mainland China, unlike Colab.
+    expected = "https://kaggle.com/kernels/welcome?src=" + github_notebook(page_path)
+    assert_launch_button_opens(new_tab, page_path, "Kaggle", expected)
+
+
+@page_params(CHAPTERS)
+def test_launch_menu_opens_this_notebook_on_sagemaker_studio_lab(new_tab, page_path):
+    repo, branch = repository()
+    notebook = page_path.replace(".html", ".ipynb")
+    expected = f"https://studiolab.sagemaker.aws/import/github/{repo}/blob/{branch}/{notebook}"
+    assert_launch_button_opens(new_tab, page_path, "SageMaker Studio Lab", expected)
+
+
+@page_params(PAGES)
+def test_download_menu_offers_the_whole_book(new_tab, downloads, page_path):
+    tab = new_tab().open(page_path)
+    menu = open_menu(tab, "dropdown-download-buttons", page_path)
+    for key, label in takeaways.LABELS.items():
+        link = menu.get_by_role("link", name=label)
+        assert link.is_visible(), f"{page_path}: the download menu offers no {label}"
+        url = urljoin(tab.page.url, link.get_attribute("href"))
+        assert url == urljoin(tab.base, takeaways.FILES[key]), (
+            f"{page_path}: {label} links to {url}, not to {takeaways.FILES[key]}"
+        )
+
+
+def test_the_book_downloads_are_served(new_tab, downloads):
+    magic = {"pdf": b"%PDF-", "notebooks": b"PK\x03\x04", "site": b"PK\x03\x04"}
+    tab = new_tab()
+    for key, name in takeaways.FILES.items():
+        response = new_tab.context.request.get(urljoin(tab.base, name))
+        assert response.ok and response.body()[:5].startswith(magic[key]), (
+            f"{name}: HTTP {response.status}, not a {key} file"
+        )
+
+
+def test_preface_links_the_downloads(new_tab, downloads):
+    tab = new_tab().open(f"{TOC['root']}.html")
+    hrefs = tab.page.eval_on_selector_all("main article a[href]", "links => links.map(a => a.href)")
+    for key, name in takeaways.FILES.items():
+        assert urljoin(tab.base, name) in hrefs, (
+            f"the preface does not link {name} ({takeaways.LABELS[key]}) in its text: use the "
+            f"role {{takeaway}}`{key}` in book/intro.md"
+        )
 
 
 @page_params(CHAPTERS)
@@ -503,6 +639,38 @@ def test_theme_switch_turns_the_page_dark_and_back(new_tab):
     assert not tab.errors, f"{page_path}: switching the theme raised {tab.errors}"
 
 
+DARK_FIGURE_DIR = SCREENSHOT_DIR / "dark-figures"
+
+
+@page_params(CHAPTERS)
+def test_figures_read_in_the_dark_theme(browser, site, page_path):
+    """Each figure, screenshotted on the dark page, must still be dark ink on a light ground.
+
+    A figure stored with a transparent background would show its black axes and text on the dark
+    page; _static/offline_book.css gives figures a white ground in the dark theme.
+    """
+    context = offline_context(browser, site, color_scheme="dark")
+    tab = new_watched_tab(context, site).open(page_path)
+    assert tab.page.evaluate("document.documentElement.dataset.theme") == "dark"
+    DARK_FIGURE_DIR.mkdir(parents=True, exist_ok=True)
+    figures = tab.page.locator("main .cell_output img")
+    count = figures.count()
+    unreadable = []
+    for i in range(count):
+        target = DARK_FIGURE_DIR / f"{screenshot_name(page_path)}__{i + 1}.png"
+        shot = figures.nth(i).screenshot(path=str(target))
+        luminance = np.asarray(Image.open(BytesIO(shot)).convert("L"), dtype=float)
+        ground, ink = np.percentile(luminance, 50), np.percentile(luminance, 1)
+        if ground < 200 or ink > 100:
+            unreadable.append(f"{rel(target)} (ground {ground:.0f}, ink {ink:.0f} of 255)")
+    context.close()
+    assert count > 0, f"{page_path} shows no figure"
+    assert not unreadable, (
+        f"{page_path}: figures that do not read dark-on-light in the dark theme:\n  "
+        + "\n  ".join(unreadable)
+    )
+
+
 def test_dark_theme_is_kept_on_the_next_page(new_tab):
     tab = new_tab().open(chapter_page(CHAPTER_NOTEBOOKS[0]))
     switch_theme_to(tab, "dark")
@@ -510,3 +678,49 @@ def test_dark_theme_is_kept_on_the_next_page(new_tab):
     assert theme(tab)["theme"] == "dark", (
         f"after choosing dark, {tab.path} is {theme(tab)}; the choice should persist"
     )
+
+
+# --- the offline site zip, read from disk ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def offline_site(downloads, tmp_path_factory):
+    """The offline site zip, unzipped as a reader would; returns its top folder."""
+    root = tmp_path_factory.mktemp("offline-site")
+    with zipfile.ZipFile(takeaways.PATHS["site"]) as archive:
+        archive.extractall(root)
+    (top,) = root.iterdir()
+    return top
+
+
+def test_offline_site_zip_works_from_disk(browser, offline_site):
+    """file://, nothing but the unzipped folder: the preface, math, figures, search, the PDF."""
+    base = offline_site.as_uri() + "/"
+    context = offline_context(browser, base)
+    tab = new_watched_tab(context, base).open("index.html")
+    assert tab.path == f"{TOC['root']}.html", f"index.html (from disk) leads to {tab.path}"
+    assert_math_typeset(f"offline {tab.path}", math_state(tab))
+    tab.screenshot("offline__preface", full_page=False)
+
+    chapter = chapter_page(CHAPTER_NOTEBOOKS[0])
+    tab.open(chapter)
+    assert_math_typeset(f"offline {chapter}", math_state(tab))
+    broken = tab.page.eval_on_selector_all(
+        "main img", "imgs => imgs.filter(i => !i.complete || !i.naturalWidth).map(i => i.src)")
+    assert not broken, f"offline {chapter}: figures that do not load: {broken}"
+    menu = open_menu(tab, "dropdown-download-buttons", chapter)
+    for key in ("pdf", "notebooks"):  # the site zip does not hold itself
+        href = menu.get_by_role("link", name=takeaways.LABELS[key]).get_attribute("href")
+        target = (offline_site / chapter).parent / href
+        assert target.resolve().is_file(), f"offline {chapter}: {href} is not in the zip"
+
+    word, stage = "张量", "02"
+    results = search(tab, word)
+    tab.screenshot("offline__search", full_page=False)
+    assert stage_chapter(stage) in results, (
+        f"searching {word!r} from disk finds {results}, not {stage_chapter(stage)}"
+    )
+    assert not tab.errors, f"the offline site reported script errors: {tab.errors}"
+    assert not tab.failed_local, f"the offline site misses files: {tab.failed_local}"
+    assert not tab.external, f"the offline site asked the internet for {tab.external}"
+    context.close()
