@@ -169,21 +169,6 @@ def test_chapter_page_offers_kaggle_beside_colab(built_book, notebook_path):
     )
 
 
-NETWORK_CALLS = re.compile(
-    r"\b(urlopen|urlretrieve|requests\.get|wget|download_url|load_dataset|torchvision\.datasets|"
-    r"torch\.hub|hf_hub_download)\b|https?://"
-)
-
-
-@chapter_params()
-def test_notebooks_fetch_nothing_from_the_network(notebook_path):
-    """The preface promises it: every chapter runs offline and in mainland China."""
-    cells = json.loads(notebook_path.read_text(encoding="utf-8"))["cells"]
-    calls = [m.group(0) for c in cells if c["cell_type"] == "code"
-             for m in NETWORK_CALLS.finditer("".join(c["source"]))]
-    assert not calls, f"{rel(notebook_path)} reaches for the network: {calls}"
-
-
 def test_preface_says_which_launch_to_use_from_where():
     intro = (ROOT / f"{TOC['root']}.md").read_text(encoding="utf-8")
     section = intro.split("## 三种读法", 1)[1].split("\n## ", 1)[0]

@@ -46,6 +46,7 @@ FORBIDDEN_MODULES = {
 FORBIDDEN_CALLS = {
     "open", "save", "load", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt",
     "fromfile", "tofile", "savefig", "imsave", "imread", "urlopen", "download", "memmap",
+    "urlretrieve", "load_state_dict_from_url", "download_url_to_file", "hf_hub_download",
 }
 PLOT_TEXT_METHODS = {
     "set_xlabel", "set_ylabel", "set_title", "suptitle", "xlabel", "ylabel", "title",
@@ -488,7 +489,7 @@ def test_notebook_does_no_file_or_network_io(notebook_path):
             if isinstance(node, ast.Call) and call_name(node) in FORBIDDEN_CALLS:
                 problems.append(
                     f"{where}, line {node.lineno}: calls {call_name(node)}(), which reads or "
-                    "writes files"
+                    "writes files or the network"
                 )
     fail(problems, (
         f"{rel(notebook_path)}: chapters must be self-contained (no files, no network); "

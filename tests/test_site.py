@@ -448,6 +448,17 @@ def click_external_link(new_tab, tab, link):
     return request.value.url
 
 
+def notebook_of(page_path):
+    """The chapter page's notebook, relative to the repository root."""
+    return page_path.replace(".html", ".ipynb")
+
+
+def repo_notebook(page_path):
+    """`org/repo/blob/branch/notebooks/NN_slug.ipynb`: how the launch services name a notebook."""
+    repo, branch = repository()
+    return f"{repo}/blob/{branch}/{notebook_of(page_path)}"
+
+
 def assert_launch_button_opens(new_tab, page_path, name, expected):
     tab = new_tab().open(page_path)
     menu = open_menu(tab, "dropdown-launch-buttons", page_path)
@@ -459,9 +470,7 @@ def assert_launch_button_opens(new_tab, page_path, name, expected):
 
 @page_params(CHAPTERS)
 def test_launch_menu_opens_this_notebook_on_colab(new_tab, page_path):
-    repo, branch = repository()
-    notebook = page_path.replace(".html", ".ipynb")
-    expected = f"https://colab.research.google.com/github/{repo}/blob/{branch}/{notebook}"
+    expected = "https://colab.research.google.com/github/" + repo_notebook(page_path)
     assert_launch_button_opens(new_tab, page_path, "Colab", expected)
 
 
@@ -469,14 +478,13 @@ def test_launch_menu_opens_this_notebook_on_colab(new_tab, page_path):
 def test_launch_menu_opens_this_notebook_on_binder(new_tab, page_path):
     repo, branch = repository()
     hub = CONFIG["launch_buttons"]["binderhub_url"].rstrip("/")
-    notebook = page_path.replace(".html", ".ipynb")
+    notebook = notebook_of(page_path)
     expected = f"{hub}/v2/gh/{repo}/{branch}?urlpath=lab/tree/{notebook}"
     assert_launch_button_opens(new_tab, page_path, "Binder", expected)
 
 
 def github_notebook(page_path):
-    repo, branch = repository()
-    return f"https://github.com/{repo}/blob/{branch}/{page_path.replace('.html', '.ipynb')}"
+    return "https://github.com/" + repo_notebook(page_path)
 
 
 @page_params(CHAPTERS)
@@ -488,9 +496,7 @@ def test_launch_menu_opens_this_notebook_on_kaggle(new_tab, page_path):
 
 @page_params(CHAPTERS)
 def test_launch_menu_opens_this_notebook_on_sagemaker_studio_lab(new_tab, page_path):
-    repo, branch = repository()
-    notebook = page_path.replace(".html", ".ipynb")
-    expected = f"https://studiolab.sagemaker.aws/import/github/{repo}/blob/{branch}/{notebook}"
+    expected = "https://studiolab.sagemaker.aws/import/github/" + repo_notebook(page_path)
     assert_launch_button_opens(new_tab, page_path, "SageMaker Studio Lab", expected)
 
 
