@@ -12,15 +12,19 @@ its Markdown twin (book/NN_slug.md), then `make notebooks` (or
 """
 
 import ast
+import io
 import re
 import statistics
 import sys
+import tokenize
 
+import nbformat
 import pytest
 
 from conftest import (
     CHAPTER_NOTEBOOKS,
     NOTEBOOK_DIR,
+    ROOT,
     cell_ref,
     chapter_params,
     code_cells,
@@ -37,6 +41,9 @@ from conftest import (
 
 ALLOWED_THIRD_PARTY = {"torch", "numpy", "matplotlib"}
 # Standard-library modules that read or write files, talk to the network or run programs.
+# `os` is among them, except for the few names a chapter needs to describe and pin its threads
+# (chapter 10: which CPUs it may use, NumPy's BLAS threads set before NumPy is imported).
+OS_ALLOWED = {"environ", "sched_getaffinity", "process_cpu_count", "cpu_count"}
 FORBIDDEN_MODULES = {
     "os", "pathlib", "shutil", "subprocess", "socket", "urllib", "http", "ftplib",
     "requests", "pickle", "shelve", "tempfile", "glob", "io", "sqlite3", "zipfile",
@@ -393,6 +400,152 @@ def test_float32_loss_logs_print_at_most_4_significant_digits(notebook_path):
     ))
 
 
+# --- claims are assertions -----------------------------------------------------------------
+
+# A printed boolean: `True`/`False` as a word, but not a keyword in a repr (`bias=True`,
+# `requires_grad=True`), which shows a setting, not a claim.
+PRINTED_BOOLEAN = re.compile(r"(?<![\w=])(True|False)(?!\w)")
+INTENDED = re.compile(r"#\s*intended\s*:", re.IGNORECASE)
+
+
+def asserts_something(tree):
+    """Whether a cell checks a claim: an `assert` statement or an `assert_*` call
+    (`torch.testing.assert_close`, `np.testing.assert_allclose`, ...)."""
+    return any(isinstance(node, ast.Assert)
+               or (isinstance(node, ast.Call) and call_name(node).startswith("assert"))
+               for node in ast.walk(tree))
+
+
+def marks_intended(source):
+    """Whether a comment in the cell says its booleans are not claims (`# intended: ...`)."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return any(t.type == tokenize.COMMENT and INTENDED.match(t.string) for t in tokens)
+
+
+def unchecked_boolean_claims(nb, path):
+    """A message for each code cell that prints True/False without asserting it.
+
+    nbval compares a stored `False` with a re-run `False` and passes, so a printed boolean checks
+    nothing: chapter 10 once stored `same loss on the chosen device ...: False` right under prose
+    saying the opposite, through every test. A cell whose stored text shows a boolean must
+    assert the claim (then nbval, `make test-compat` and a GPU run all fail when it stops
+    holding), or say with a `# intended: <why>` comment that the boolean is not a claim (an
+    environment report, a mask being shown).
+    """
+    found = []
+    for n, cell in numbered_code_cells(nb):
+        lines = [line.strip() for text in text_outputs(cell) for line in text.splitlines()
+                 if PRINTED_BOOLEAN.search(line)]
+        if not lines:
+            continue
+        try:
+            tree = parse_cell(cell.source)
+        except SyntaxError:
+            continue  # reported by test_every_code_cell_is_valid_python
+        if asserts_something(tree) or marks_intended(cell.source):
+            continue
+        found.append(f"{cell_ref(path, n)} prints {lines[0][:90]!r}"
+                     + (f" (and {len(lines) - 1} more such lines)" if len(lines) > 1 else "")
+                     + " but asserts nothing")
+    return found
+
+
+@chapter_params()
+def test_every_printed_boolean_is_asserted_or_marked_intended(notebook_path):
+    fail(unchecked_boolean_claims(read_notebook(notebook_path), notebook_path), (
+        f"{rel(notebook_path)} prints claims as booleans that nothing checks. Assert each claim "
+        "in its cell with a message that prints the value (`assert d < 1e-6, f\"difference "
+        "{d:.1e}\"`), then print the number if it is stable or the statement the assertion "
+        "proved; a boolean that is not a claim gets a `# intended: <why>` comment "
+        f"(CONTRIBUTING.md, \"Claims are assertions\"); {fix_hint(notebook_path)}"
+    ))
+
+
+# Chapter 10's self-check as it was stored before issue 15: on the CPU `.to(device)` returned
+# the same tensors, the first step updated them in place, and the page printed False under prose
+# saying True. Kept here, verbatim, as the bad input the claims test must catch.
+PLANTED_SELF_CHECK = {
+    "source": (
+        "cpu_loss = torch_step(x_t, y_t, w1_t, w2_t)\n"
+        "dev_loss = torch_step(x_t.to(device), y_t.to(device), w1_t.to(device), "
+        "w2_t.to(device))\n"
+        "relative = abs(cpu_loss - dev_loss) / cpu_loss\n"
+        "print(\"same loss on the chosen device, relative difference < 1e-4:\", relative < 1e-4)"
+    ),
+    "output": "same loss on the chosen device, relative difference < 1e-4: False\n",
+}
+
+
+def test_claims_test_catches_the_old_chapter_10_self_check():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import torch"),
+                nbformat.v4.new_code_cell(PLANTED_SELF_CHECK["source"])]
+    nb.cells[1].outputs = [nbformat.v4.new_output(
+        "stream", name="stdout", text=PLANTED_SELF_CHECK["output"])]
+    path = NOTEBOOK_DIR / "10_planted_copy.ipynb"
+    found = unchecked_boolean_claims(nb, path)
+    expect(len(found) == 1 and "10_planted_copy.ipynb::Cell 1" in found[0], (
+        f"the claims check did not flag the old chapter 10 self-check: {found}"
+    ))
+    nb.cells[1].source += "\nassert relative < 1e-4, f\"relative difference {relative:.1e}\""
+    expect(not unchecked_boolean_claims(nb, path), "an asserted claim was still flagged")
+    nb.cells[1].source = PLANTED_SELF_CHECK["source"] + "  # intended: not a claim"
+    expect(not unchecked_boolean_claims(nb, path), "a cell marked intended was still flagged")
+
+
+# --- the environment each chapter ran with ----------------------------------------------------
+
+ENVIRONMENT_LINE = re.compile(
+    r"^Python (?P<python>\d+\.\d+), (?:torch (?P<torch>\S+), )?NumPy (?P<numpy>\S+), "
+    r"Matplotlib (?P<matplotlib>\S+)(?:, device (?P<device>\S+))?$"
+)
+SETUP_CELLS = 6  # the environment line is printed by one of the chapter's first code cells
+
+
+def pinned_versions():
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        match = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", line)
+        if match:
+            pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+@chapter_params()
+def test_chapter_prints_the_versions_it_ran_with(notebook_path):
+    """Near its top each chapter prints one line naming the versions it ran with.
+
+    A reader who sees other numbers can tell why; and the line proves the stored outputs come
+    from the pinned stack (requirements.txt) and the Python of the outputs, so a pin changed
+    without `make notebooks` fails here.
+    """
+    nb = read_notebook(notebook_path)
+    setup = numbered_code_cells(nb)[:SETUP_CELLS]
+    lines = [(n, m) for n, cell in setup for text in text_outputs(cell)
+             for m in map(ENVIRONMENT_LINE.match, text.splitlines()) if m]
+    expect(lines, (
+        f"{rel(notebook_path)}: none of its first {SETUP_CELLS} code cells prints the "
+        "environment line `Python 3.11, torch 2.13.0+cpu, NumPy 2.4.6, Matplotlib 3.11.2, "
+        "device cpu` (chapter 01: without torch and device); print it in the setup cell as "
+        f"CONTRIBUTING.md shows; {fix_hint(notebook_path)}"
+    ))
+    n, line = lines[0]
+    pins = pinned_versions()
+    python = ".".join(nb.metadata.get("language_info", {}).get("version", "").split(".")[:2])
+    wanted = {"python": python, "numpy": pins["numpy"], "matplotlib": pins["matplotlib"]}
+    if imports_torch(nb):
+        wanted["torch"] = pins["torch"]
+        expect(line["device"], f"{cell_ref(notebook_path, n)}: the line names no device")
+    got = {key: (line[key] or "").split("+")[0] for key in wanted}
+    expect(got == wanted, (
+        f"{cell_ref(notebook_path, n)} says it ran with {got}, but requirements.txt pins "
+        f"{wanted}: the stored outputs are not from the pinned stack; {refresh_hint(notebook_path)}"
+    ))
+
+
 @chapter_params()
 def test_notebook_prints_a_shape_table(notebook_path):
     nb = read_notebook(notebook_path)
@@ -470,21 +623,40 @@ def test_notebook_imports_only_torch_numpy_matplotlib_and_stdlib(notebook_path):
     ))
 
 
+def forbidden_imports(node):
+    """(what, why) for each name an import statement brings in from a file/network module.
+
+    `import os` itself is allowed (`os.environ`, `os.sched_getaffinity`, ...: OS_ALLOWED); what
+    the code then uses of `os` is checked by `forbidden_os_uses`. `from os import path` is not.
+    """
+    if isinstance(node, ast.Import):
+        return [(alias.name, "imports") for alias in node.names
+                if alias.name.split(".")[0] in FORBIDDEN_MODULES and alias.name != "os"]
+    if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in FORBIDDEN_MODULES:
+        if node.module == "os":
+            return [(f"os.{a.name}", "imports") for a in node.names if a.name not in OS_ALLOWED]
+        return [(node.module, "imports")]
+    return []
+
+
+def forbidden_os_uses(tree):
+    """(line, name) for each `os.<name>` the code uses that is not in OS_ALLOWED."""
+    return [(node.lineno, f"os.{node.attr}") for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == "os" and node.attr not in OS_ALLOWED]
+
+
 @chapter_params()
 def test_notebook_does_no_file_or_network_io(notebook_path):
     problems = []
     for n, tree in parsed_code_cells(read_notebook(notebook_path)):
         where = cell_ref(notebook_path, n)
+        problems += [f"{where}, line {line}: uses {name}, which can reach files or programs"
+                     for line, name in forbidden_os_uses(tree)]
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                names = []
             problems += [
-                f"{where}, line {node.lineno}: imports {name}, which does file/network I/O"
-                for name in names if name.split(".")[0] in FORBIDDEN_MODULES
+                f"{where}, line {node.lineno}: {verb} {name}, which does file/network I/O"
+                for name, verb in forbidden_imports(node)
             ]
             if isinstance(node, ast.Call) and call_name(node) in FORBIDDEN_CALLS:
                 problems.append(
