@@ -7,6 +7,8 @@
 #   make test        run every test (nbval, freshness, pairing, build, links, browser, lint)
 #                    (installs chromium + fonts-noto-cjk with apt-get when missing)
 #   make test-kernels  nbval again, twice, with the kernels other x86-64 CPUs take (timed)
+#   make test-compat   every chapter on the oldest and newest supported torch/NumPy/Matplotlib/
+#                    Python (compat/*.txt; report in _build/test-compat.txt)
 #   make lint        ruff over the tests, scripts and notebooks (also part of make test)
 #   make notebooks   re-sync every notebook with its twin and re-execute it in place
 #   make lab         open JupyterLab with jupytext pairing active
@@ -17,7 +19,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book book-deps test test-kernels lint browser-deps notebooks lab clean
+.PHONY: book book-deps test test-kernels test-compat lint browser-deps notebooks lab clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +57,13 @@ test-kernels: $(STAMP)
 	  echo "$$kernels: $$result in $$(( $$(date +%s) - start )) s" \
 	    | tee -a _build/test-kernels.txt; \
 	done; exit $$status
+
+# The notebooks must run, with every claim they assert holding, on every stack the book supports,
+# not only on the pinned one: every chapter, top to bottom, in .venv-compat/floor (the oldest
+# supported versions on the oldest Python) and .venv-compat/newest (the newest releases on the
+# newest Python), side by side. Stored outputs that differ are counted, not failed on.
+test-compat: $(STAMP)
+	$(BIN)/python scripts/test_compat.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check tests notebooks scripts conftest.py
