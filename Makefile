@@ -19,7 +19,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book book-deps test test-kernels test-compat lint browser-deps notebooks lab clean
+.PHONY: book book-deps test test-kernels test-compat compat-envs lint browser-deps notebooks lab clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,21 +42,31 @@ $(MATHJAX): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(MATHJAX)
 
+# The tests run on TEST_WORKERS pytest-xdist workers: much of the run waits (on a page to load,
+# on a kernel), so more workers than cores pays. --dist loadgroup keeps each notebook's nbval
+# cells on one worker, in order, in one kernel (conftest.py groups them); the book and the PDF
+# are built once per run, by whichever worker asks first (tests/conftest.py).
+TEST_WORKERS ?= 4
+
 test: $(STAMP) browser-deps book-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The stored outputs must reproduce on any x86-64 CPU, not only on this one: re-run nbval over
 # notebooks/ with ATen's and MKL's kernel paths forced to those of older CPUs (one thread, as
 # conftest.py sets). Each pass's wall time goes to the terminal and to _build/test-kernels.txt.
+# The two passes are independent, so they run side by side (each on one CPU thread, as
+# conftest.py sets); each pass's log goes to _build/test-kernels-<capability>.log.
 test-kernels: $(STAMP)
-	@mkdir -p _build; : > _build/test-kernels.txt; status=0; \
+	@mkdir -p _build; : > _build/test-kernels.txt; \
 	for kernels in "ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE" \
 	               "ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2"; do \
-	  echo "== nbval over notebooks/ with $$kernels"; start=$$(date +%s); result=passed; \
-	  env $$kernels $(BIN)/python -m pytest -q notebooks || { result=FAILED; status=1; }; \
-	  echo "$$kernels: $$result in $$(( $$(date +%s) - start )) s" \
-	    | tee -a _build/test-kernels.txt; \
-	done; exit $$status
+	  ( log=_build/test-kernels-$$(echo $$kernels | sed 's/ATEN_CPU_CAPABILITY=//; s/ .*//').log; \
+	    echo "== nbval over notebooks/ with $$kernels (log: $$log)"; start=$$(date +%s); \
+	    if env $$kernels $(BIN)/python -m pytest -q -p no:xdist notebooks > $$log 2>&1; \
+	    then result=passed; else result=FAILED; tail -n 40 $$log; fi; \
+	    echo "$$kernels: $$result in $$(( $$(date +%s) - start )) s" \
+	      | tee -a _build/test-kernels.txt ) & \
+	done; wait; ! grep -q FAILED _build/test-kernels.txt
 
 # The notebooks must run, with every claim they assert holding, on every stack the book supports,
 # not only on the pinned one: every chapter, top to bottom, in .venv-compat/floor (the oldest
@@ -64,6 +74,11 @@ test-kernels: $(STAMP)
 # newest Python), side by side. Stored outputs that differ are counted, not failed on.
 test-compat: $(STAMP)
 	$(BIN)/python scripts/test_compat.py
+
+# Just make those environments (about 3 GB of wheels each, cached): .ci/run does it while the
+# other tests run.
+compat-envs: $(STAMP)
+	$(BIN)/python scripts/test_compat.py --prepare
 
 lint: $(STAMP)
 	$(BIN)/ruff check tests notebooks scripts conftest.py

@@ -11,6 +11,7 @@ A failing nbval cell is told how to fix it: see pytest_runtest_makereport.
 """
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,11 @@ os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS
 
 
 def pytest_configure(config):
+    # One id per test run, shared with the pytest-xdist workers (they inherit the environment
+    # of the process that starts them): tests/conftest.py's `once_per_test_run` builds the book
+    # once per run, not once per worker, and knows a leftover of an earlier run by its id.
+    if not hasattr(config, "workerinput"):
+        os.environ["TEST_RUN_ID"] = uuid.uuid4().hex
     if config.pluginmanager.hasplugin("nbval") and not config.option.nbval_lax:
         config.option.nbval = True
         if not config.option.nbval_kernel_name:
@@ -48,6 +54,14 @@ def nbval_hint(item, failure):
         "bound, an oscillating phase as a range), as CONTRIBUTING.md explains; then "
         "`make notebooks`."
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    # Under pytest-xdist (`make test`: --dist loadgroup), a notebook's cells must run in order in
+    # one kernel, so nbval's items of one notebook form one group, sent to one worker.
+    for item in items:
+        if type(item).__name__ == "IPyNbCell":
+            item.add_marker(pytest.mark.xdist_group(f"nbval-{Path(str(item.fspath)).name}"))
 
 
 @pytest.hookimpl(hookwrapper=True)

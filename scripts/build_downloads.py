@@ -63,15 +63,50 @@ def write_zip(target, entries, top):
     tmp.replace(target)
 
 
-def notebook_requirements():
-    """The pins of what the notebooks import, from requirements.txt."""
-    pins = []
-    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+def pinned(path):
+    """{package: version} of the `name==version` lines of a requirements file."""
+    found = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
         pin = line.split("#")[0].strip()
-        if pin.split("==")[0] in NOTEBOOK_PACKAGES:
-            pins.append(pin)
-    assert len(pins) == len(NOTEBOOK_PACKAGES), f"requirements.txt pins {pins}"
-    return "\n".join(pins) + "\n"
+        if "==" in pin:
+            name, version = pin.split("==")
+            found[name.lower()] = version
+    return found
+
+
+def supported_range():
+    """{package: (oldest, newest)} the notebooks support, from compat/floor.txt and
+    compat/newest.txt (what `make test-compat` runs every chapter with), Python included."""
+    floor, newest = (ROOT / "compat" / "floor.txt", ROOT / "compat" / "newest.txt")
+    versions = {}
+    for path in (floor, newest):
+        python = path.read_text(encoding="utf-8").split()[2]  # first line: `# python 3.X`
+        for name, version in {"python": python, **pinned(path)}.items():
+            versions.setdefault(name, []).append(version)
+    return {name: tuple(pair) for name, pair in versions.items()}
+
+
+def next_minor(version):
+    major, minor = version.split(".")[:2]
+    return f"{major}.{int(minor) + 1}"
+
+
+def notebook_requirements():
+    """The notebooks zip's requirements.txt: the supported range of what the notebooks import."""
+    supported = supported_range()
+    stored = pinned(ROOT / "requirements.txt")
+    (low_py, high_py) = supported["python"]
+    lines = [
+        "# What the notebooks import, in the range they are tested with (`make test-compat` runs",
+        f"# every chapter with the oldest versions on Python {low_py} and the newest on Python "
+        f"{high_py}).",
+        "# The stored outputs come from " + ", ".join(
+            f"{name} {stored[name]}" for name in NOTEBOOK_PACKAGES) + "; other versions in",
+        "# this range run the same code and pass the same checks, with possibly other last digits.",
+    ]
+    lines += [f"{name}>={supported[name][0]},<{next_minor(supported[name][1])}"
+              for name in NOTEBOOK_PACKAGES]
+    return "\n".join(lines) + "\n"
 
 
 def main():

@@ -173,6 +173,8 @@ def main():
     parser.add_argument("--chapters", nargs="*", default=[], help="chapter prefixes")
     parser.add_argument("--unpinned", action="store_true",
                         help="the newest releases on the registry, on the newest Python")
+    parser.add_argument("--prepare", action="store_true",
+                        help="only make the environments (download and install), run nothing")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -186,6 +188,9 @@ def main():
         chosen = {n: available[n] for n in (args.names or available)}
     pythons = {n: make_environment(n, req, unpinned=args.unpinned) for n, req in chosen.items()}
     installed = time.perf_counter() - start
+    if args.prepare:
+        print(f"environments ready in {installed:.0f} s: {', '.join(pythons)}")
+        return
     results = run_everywhere(pythons, args.chapters)
     ran = time.perf_counter() - start - installed
 

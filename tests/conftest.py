@@ -12,6 +12,8 @@ import pytest
 import yaml
 from IPython.core.inputtransformer2 import TransformerManager
 
+from once import once_per_test_run
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 BOOK_DIR = ROOT / "book"
@@ -130,12 +132,7 @@ def chapter_params():
     return pytest.mark.parametrize("notebook_path", CHAPTER_NOTEBOOKS, ids=CHAPTER_IDS)
 
 
-@pytest.fixture(scope="session")
-def built_book():
-    """Build the HTML book from scratch, once per test session, as `make book` does.
-
-    Returns the build's return code and its combined output; the site is in _build/html.
-    """
+def build_book():
     start = time.perf_counter()
     proc = subprocess.run(
         [
@@ -148,4 +145,13 @@ def built_book():
     )
     seconds = time.perf_counter() - start
     print(f"\njupyter-book build took {seconds:.1f} s")
-    return proc.returncode, proc.stdout + proc.stderr
+    return [proc.returncode, proc.stdout + proc.stderr]
+
+
+@pytest.fixture(scope="session")
+def built_book():
+    """Build the HTML book from scratch, once per test run, as `make book` does.
+
+    Returns the build's return code and its combined output; the site is in _build/html.
+    """
+    return tuple(once_per_test_run("book", build_book))

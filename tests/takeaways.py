@@ -11,6 +11,7 @@ import sys
 import time
 
 from conftest import CONFIG, HTML_DIR, ROOT
+from once import once_per_test_run
 
 sys.path.insert(0, str(ROOT / "_ext"))
 
@@ -24,13 +25,18 @@ SITE_URL = site_url(REPO_URL)
 LATEX_DIR = ROOT / "_build" / "latex"
 
 
-@functools.cache
-def build():
-    """Runs scripts/build_downloads.py; returns (return code, output). Needs the HTML built."""
+def build_downloads():
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "build_downloads.py")],
         cwd=ROOT, capture_output=True, text=True,
     )
     print(f"\nscripts/build_downloads.py (PDF + zips) took {time.perf_counter() - start:.1f} s")
-    return proc.returncode, proc.stdout + proc.stderr
+    return [proc.returncode, proc.stdout + proc.stderr]
+
+
+@functools.cache
+def build():
+    """Runs scripts/build_downloads.py once per test run (however many workers ask); returns
+    (return code, output). Needs the HTML built (the `built_book` fixture)."""
+    return tuple(once_per_test_run("downloads", build_downloads))

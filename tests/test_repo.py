@@ -35,6 +35,7 @@ WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.yml")) + sorted(WORKFLOW_DIR.glob("*.yam
 BINDER_DIR = ROOT / "binder"
 REQUIREMENTS = [ROOT / "requirements.txt", BINDER_DIR / "requirements.txt"]
 CI_RUN = ROOT / ".ci" / "run"
+COMPAT_DIR = ROOT / "compat"
 MAKEFILE = ROOT / "Makefile"
 # The kernel paths other x86-64 CPUs take, forced on one machine (ATen's and MKL's dispatch).
 FORCED_KERNELS = [
@@ -147,6 +148,105 @@ def test_ci_runs_the_forced_kernel_passes_after_make_test():
             "`make test`: the stored outputs must reproduce with other CPUs' kernels too",
             pytrace=False,
         )
+
+
+def ci_commands():
+    return [line.split("#")[0].strip() for line in CI_RUN.read_text(encoding="utf-8").splitlines()]
+
+
+def test_ci_runs_make_test_compat_after_the_other_targets():
+    commands = ci_commands()
+    after = commands[commands.index("make test-kernels") + 1:] if (
+        "make test-kernels" in commands) else []
+    if "make test-compat" not in after:
+        pytest.fail(
+            f"{rel(CI_RUN)} must run `make test-compat` after `make test` and `make "
+            "test-kernels`: the notebooks must run, with every claim holding, on the oldest and "
+            "newest stacks the book supports (compat/*.txt), not only on the pinned one",
+            pytrace=False,
+        )
+
+
+def test_make_test_compat_runs_every_chapter_in_each_compat_environment():
+    recipe = make_target("test-compat")
+    assert "scripts/test_compat.py" in recipe, (
+        f"`make test-compat` ({rel(MAKEFILE)}) must run scripts/test_compat.py; it runs {recipe!r}"
+    )
+    names = sorted(p.stem for p in COMPAT_DIR.glob("*.txt"))
+    assert names == ["floor", "newest"], (
+        f"{rel(COMPAT_DIR)} must hold floor.txt and newest.txt (the oldest and newest "
+        f"supported stacks), it holds {names}"
+    )
+
+
+def compat_stack(name):
+    """{'python': '3.10', 'torch': '2.6.0', ...} of compat/<name>.txt."""
+    path = COMPAT_DIR / f"{name}.txt"
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    match = re.match(r"#\s*python\s+(\d+\.\d+)\s*$", first, re.IGNORECASE)
+    assert match, f"{rel(path)}: the first line must name its Python (`# python 3.X`)"
+    return {"python": match.group(1), **pins(path)}
+
+
+def minor(version):
+    return tuple(int(part) for part in version.split(".")[:2])
+
+
+# The floor reaches back far enough for a reader on any Kaggle or Colab image of the last two
+# years (issue 15): the notebooks must support at least these, and may support older.
+OLDEST_TO_SUPPORT = {"python": "3.10", "torch": "2.6", "numpy": "1.26", "matplotlib": "3.8"}
+
+
+def test_compat_floor_reaches_back_to_the_images_readers_still_use():
+    floor = compat_stack("floor")
+    too_new = {name: floor.get(name) for name, oldest in OLDEST_TO_SUPPORT.items()
+               if floor.get(name) is None or minor(floor[name]) > minor(oldest)}
+    assert not too_new, (
+        f"compat/floor.txt tests {too_new}; the book promises to run on versions as old as "
+        f"{OLDEST_TO_SUPPORT} (Kaggle and Colab images of the last two years)"
+    )
+
+
+def test_compat_newest_is_not_older_than_the_pinned_stack():
+    newest, stored = compat_stack("newest"), pins(ROOT / "requirements.txt")
+    older = {name: newest[name] for name in ("torch", "numpy", "matplotlib")
+             if minor(newest[name]) < minor(stored[name])}
+    assert not older, f"compat/newest.txt {older} is older than requirements.txt {stored}"
+
+
+def supported_range_texts():
+    floor, newest = compat_stack("floor"), compat_stack("newest")
+    names = {"python": "Python", "torch": "torch", "numpy": "NumPy", "matplotlib": "Matplotlib"}
+    return [f"{label} {'.'.join(floor[key].split('.')[:2])}–{'.'.join(newest[key].split('.')[:2])}"
+            for key, label in names.items()]
+
+
+@pytest.mark.parametrize("path", [ROOT / "README.md", ROOT / "book" / "intro.md"],
+                         ids=["README", "preface"])
+def test_supported_range_is_stated_as_tested(path):
+    text = path.read_text(encoding="utf-8")
+    missing = [wanted for wanted in supported_range_texts() if wanted not in text]
+    assert not missing, (
+        f"{rel(path)} must state the supported range that `make test-compat` tests "
+        f"(compat/floor.txt to compat/newest.txt): {', '.join(supported_range_texts())}; it "
+        f"lacks {missing}"
+    )
+
+
+def test_newest_releases_are_tested_unpinned_every_week():
+    weekly = []
+    for path in WORKFLOWS:
+        workflow = load_workflow(path)
+        crons = [entry.get("cron") for entry in (workflow["on"] or {}).get("schedule") or []]
+        for name, job in workflow["jobs"].items():
+            if crons and any("test_compat.py --unpinned" in step.get("run", "")
+                             for step in steps(job)):
+                weekly.append((rel(path), name, crons))
+    assert weekly and all(re.fullmatch(r"\S+ \S+ \* \* \d", cron)
+                          for _, _, crons in weekly for cron in crons), (
+        f"no workflow in {rel(WORKFLOW_DIR)} runs `scripts/test_compat.py --unpinned` on a "
+        f"weekly schedule (cron `M H * * D`): {weekly}"
+    )
 
 
 # --- Binder and Colab ------------------------------------------------------------------------
