@@ -96,3 +96,12 @@ def test_functions_defined_in_a_cell_have_their_source(tmp_path):
                           cell("import inspect\nprint(inspect.getsource(f))",
                                "def f():\n    return 1\n"))
     assert report["passed"] and not report["differing"], report
+
+
+def test_the_environment_line_is_not_counted_as_a_differing_output(tmp_path):
+    # Every chapter prints the versions it ran with; on another stack that line differs by design.
+    source = 'print("Python 3.13, torch 2.15.0, NumPy 2.5.5, Matplotlib 3.11.2, device cpu")'
+    stored = "Python 3.11, torch 2.13.0+cpu, NumPy 2.4.6, Matplotlib 3.11.2, device cpu\n"
+    report = run_notebook(tmp_path, cell(source, stored))
+    assert report["passed"] and not report["differing"], report
+    assert report["environment_lines"] == [0], report
