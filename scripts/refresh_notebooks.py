@@ -4,6 +4,7 @@ Usage (from the repository root; `make notebooks` runs the first form):
 
     python scripts/refresh_notebooks.py              # every chapter
     python scripts/refresh_notebooks.py 03 04        # chapters whose name starts with 03 or 04
+    python scripts/refresh_notebooks.py --alt-only 05  # sync, copy alt texts; execute nothing
 
 For each chapter: `jupytext --sync` brings the pair up to date (the newer file wins, as in
 JupyterLab), then a fresh kernel runs the notebook from top to bottom and the outputs are
@@ -17,6 +18,12 @@ and it skips output metadata), and the jupytext twin stores no outputs, so a fig
 was edited but not re-executed would pass everything; tests/test_notebooks.py recomputes the
 fingerprint and fails naming the cell and `make notebooks`. The fingerprint depends only on the
 source text, so it is the same on every CPU, kernel path, device and thread count.
+
+Every figure also carries its alt text for Jupyter: the cell's `mystnb.image.alt` (the one source
+of a figure's alt text; MyST-NB puts it on the book's <img>) is copied into each image output's
+`metadata["image/png"]["alt"]`, where nbconvert and the Jupyter accessibility proposals (JEP
+pre-proposal #120) look for it. tests/test_accessibility.py checks that the copy matches the cell.
+Changing only an alt text needs no re-execution: `--alt-only` syncs the pair and copies them.
 """
 
 import hashlib
@@ -41,6 +48,7 @@ BOOK_DIR = ROOT / "book"
 
 FINGERPRINT_KEY = "code_sha256"  # in the metadata of every image output
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
+ALT_KEY = "alt"  # in an image output's metadata[<its image type>]
 
 
 def code_fingerprints(nb):
@@ -74,6 +82,31 @@ def stamp_figures(nb):
     for cell, fingerprint in zip(code, code_fingerprints(nb)):
         for output in image_outputs(cell):
             output.setdefault("metadata", {})[FINGERPRINT_KEY] = fingerprint
+
+
+def cell_alt_text(cell):
+    """The figure's alt text in the cell's metadata (mystnb.image.alt), or None."""
+    alt = cell.get("metadata", {}).get("mystnb", {}).get("image", {}).get("alt")
+    return alt.strip() if isinstance(alt, str) and alt.strip() else None
+
+
+def stamp_alt_text(nb):
+    """Copy each figure cell's alt text into the metadata of its image outputs (or remove it)."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        alt = cell_alt_text(cell)
+        for output in image_outputs(cell):
+            metadata = output.setdefault("metadata", {})
+            for kind in IMAGE_TYPES:
+                if kind not in output.get("data", {}):
+                    continue
+                if alt:
+                    metadata.setdefault(kind, {})[ALT_KEY] = alt
+                elif ALT_KEY in metadata.get(kind, {}):
+                    del metadata[kind][ALT_KEY]
+                    if not metadata[kind]:
+                        del metadata[kind]
 
 
 def chapters(prefixes):
@@ -147,13 +180,30 @@ def execute(stem):
         if cell.cell_type == "code":
             cell.outputs = merge_streams(cell.outputs)
     stamp_figures(nb)
+    stamp_alt_text(nb)
     write_atomically(nb, path)
     return seconds
 
 
+def copy_alt_texts(stem):
+    """--alt-only: the stored outputs stay; only their alt texts follow the cells' metadata."""
+    path = NOTEBOOK_DIR / f"{stem}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    stamp_alt_text(nb)
+    write_atomically(nb, path)
+
+
 def main():
+    args = sys.argv[1:]
+    if "--alt-only" in args:
+        for stem in chapters([a for a in args if a != "--alt-only"]):
+            sync(stem)
+            copy_alt_texts(stem)
+            sync(stem)
+            print(f"{stem:<28} alt texts copied into the figure outputs", flush=True)
+        return
     total = 0.0
-    for stem in chapters(sys.argv[1:]):
+    for stem in chapters(args):
         sync(stem)
         seconds = execute(stem)
         sync(stem)  # the run rewrote the notebook; keep the twin's timestamp newer-or-equal
