@@ -16,6 +16,14 @@ HTML
 - The download menu of every page offers the whole-book PDF, the notebooks zip and the offline
   site zip; the role {takeaway}`pdf` (also `notebooks`, `site`) links them from a page's text.
   They are built after the HTML by scripts/build_downloads.py into _build/html/downloads/.
+- Under each page's title: 报告问题 (a new issue on the book's repository, from the form
+  .github/ISSUE_TEMPLATE/content.yml, with the chapter and the page's URL filled in), on chapter
+  pages also 报告运行失败 (fails-to-run.yml), and 勘误 (the errata page, label `errata`). All of it
+  derives from `repository.url`: links only, the page asks github.com for nothing.
+- Markup that screen readers and axe-core stumbled over (tests/test_site.py runs axe on every
+  page), corrected as each page is written (A11Y_FIXES): English or mismatched accessible names
+  of the theme's buttons and of MyST-NB's folded cells, the deprecated ARIA role of the
+  bibliography's entries, page content outside any landmark.
 
 LaTeX (the PDF, `jupyter-book build . --builder pdflatex`, see _latex/pytorchbook.sty)
 - The preface (the root page) is unnumbered front matter: without this its H2 sections became
@@ -23,11 +31,18 @@ LaTeX (the PDF, `jupyter-book build . --builder pdflatex`, see _latex/pytorchboo
   ones numbered from chapter 1, the appendix part unnumbered (its titles carry their letters).
 - In each chapter's 练习 section the solutions (folded cells and dropdowns in the HTML, which all
   follow the exercise list) are printed under a 参考答案 heading.
+- Each figure's alt text (the notebook cell's `mystnb.image.alt`, which MyST-NB puts on the HTML
+  <img>) goes to graphicx's `alt` key. TeX Live 2022's graphicx accepts and ignores it (the PDF
+  is not tagged); LaTeX's tagging code writes it as the figure's /Alt once the PDF is tagged. In
+  the PDF as built today, a reader meets each figure's caption from the same cell.
 """
 
+import html
 import json
+import re
 import shutil
 from pathlib import Path
+from urllib.parse import urlencode
 
 from docutils import nodes
 from sphinx import addnodes
@@ -36,6 +51,7 @@ from sphinx.locale import get_translation
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
 from sphinx.util.osutil import relative_uri
+from sphinx.writers.latex import LaTeXTranslator
 
 LOGGER = logging.getLogger(__name__)
 booktheme = get_translation("booktheme")  # the theme's own catalogue: "Launch on" -> zh_CN
@@ -217,6 +233,146 @@ def add_header_links(app, pagename, templatename, context, doctree):
             })
 
 
+# --- report a problem: links under each page's title --------------------------------------
+
+# The issue forms in .github/ISSUE_TEMPLATE/ and the fields the links fill in (the ids of their
+# `input` fields; tests/test_accessibility.py checks that both forms have them).
+ISSUE_FORMS = {"content": "content.yml", "run": "fails-to-run.yml"}
+REPORT_LABELS = {"content": "报告问题", "run": "报告运行失败"}
+REPORT_FIELDS = ("chapter", "page")
+ERRATA_LABEL = "errata"  # the errata page's label, (errata)= in book/errata.md
+ERRATA_TEXT = "勘误"
+
+
+def issue_url(repo_url, form, title, fields):
+    """A new issue on the repository from an issue form, with a title and fields filled in."""
+    org, repo = repository_parts(repo_url)
+    query = urlencode({"template": ISSUE_FORMS[form], "title": title, **fields})
+    return f"https://github.com/{org}/{repo}/issues/new?{query}"
+
+
+def page_chapter(app, pagename):
+    """How the page is named in a report: 第 5 章 nn 模块, or the title of an unnumbered page."""
+    title = app.env.titles[pagename].astext().strip()
+    number = app.env.toc_secnumbers.get(pagename, {}).get("")
+    return f"第 {'.'.join(map(str, number))} 章 {title}" if number else title
+
+
+def report_links(app, pagename, repo_url):
+    """{key: URL} of the report links of a page: content always, run for a notebook page."""
+    chapter = page_chapter(app, pagename)
+    fields = {"chapter": chapter, "page": site_url(repo_url) + pagename + app.builder.out_suffix}
+    forms = ["content", "run"] if notebook_path(app, pagename) else ["content"]
+    return {form: issue_url(repo_url, form, f"[{chapter}] ", fields) for form in forms}
+
+
+def report_paragraph(app, pagename, context, repo_url):
+    links = [
+        f'<a class="reference external" href="{html.escape(url)}" target="_blank" '
+        f'rel="noopener">{REPORT_LABELS[form]}</a>'
+        for form, url in report_links(app, pagename, repo_url).items()
+    ]
+    label = app.env.domaindata["std"]["labels"].get(ERRATA_LABEL)
+    if label and label[0] != pagename:
+        href = context["pathto"](label[0])
+        links.append(f'<a class="reference internal" href="{html.escape(href)}">{ERRATA_TEXT}</a>')
+    return f'<p class="pbe-report">{" · ".join(links)}</p>'
+
+
+def add_report_links(app, pagename, templatename, context, doctree):
+    """The report links right after the page's H1 (every page built from a source file)."""
+    body = context.get("body")
+    if doctree is None or not body or "</h1>" not in body:
+        return
+    repo_url, _ = theme_repository(app)
+    paragraph = report_paragraph(app, pagename, context, repo_url)
+    context["body"] = body.replace("</h1>", "</h1>\n" + paragraph, 1)
+
+
+# --- accessibility: markup corrected as each page is written ---------------------------------
+
+# (what it fixes, pattern, replacement), applied to every HTML page the builder writes. Each was
+# a violation axe-core reported (tests/test_site.py, test_page_has_no_serious_accessibility_
+# violations); when a theme upgrade changes the markup, the pattern stops matching and that test
+# names the rule again.
+A11Y_FIXES = [
+    # label-content-name-mismatch (serious): the search field's name was 搜索 while it shows
+    # "搜索 Ctrl+K"; without the aria-label its name is the text it shows.
+    ("search field named by its text",
+     re.compile(r'(<button class="btn search-button-field[^"]*"[^>]*?) aria-label="[^"]*"'),
+     r"\1"),
+    # label-content-name-mismatch (serious): the theme switch was named "Color mode" (English)
+    # while the title of the icon it shows (亮色, 暗色 or System Settings) counts as its text;
+    # named after all three modes it cycles through, its name holds whichever one is shown.
+    ("theme switch named in Chinese, after its modes",
+     re.compile(r'aria-label="Color mode" data-bs-title="Color mode"'),
+     'aria-label="切换颜色模式：亮色、暗色、跟随系统" data-bs-title="颜色模式"'),
+    ("theme switch icons are decoration",
+     re.compile(r'<i class="theme-switch '), '<i aria-hidden="true" class="theme-switch '),
+    ("theme switch: the system setting in Chinese",
+     re.compile(r'title="System Settings"'), 'title="跟随系统"'),
+    # label-content-name-mismatch (serious): MyST-NB names a folded cell's toggle "Toggle hidden
+    # content" while it shows 显示代码 / 隐藏代码; without the aria-label it is named by them.
+    ("folded cells named by their text",
+     re.compile(r'<summary aria-label="Toggle hidden content">'), "<summary>"),
+    # aria-required-children (critical), aria-deprecated-role (minor): docutils marks each
+    # bibliography entry of the role="list" with the deprecated role doc-biblioentry.
+    ("bibliography entries are list items",
+     re.compile(r'role="doc-biblioentry"'), 'role="listitem"'),
+    # region (moderate): the book's title in the sidebar was outside every landmark.
+    ("the sidebar is navigation",
+     re.compile(r'<div id="pst-primary-sidebar" class="bd-sidebar-primary bd-sidebar">'),
+     '<div id="pst-primary-sidebar" class="bd-sidebar-primary bd-sidebar" role="navigation" '
+     'aria-label="全书导航">'),
+    ("the table of contents named in Chinese",
+     re.compile(r'(<nav class="bd-links bd-docs-nav") aria-label="Main"'),
+     r'\1 aria-label="全书目录"'),
+]
+
+
+def fix_markup(page):
+    for _, pattern, replacement in A11Y_FIXES:
+        page = pattern.sub(replacement, page)
+    return page
+
+
+def correct_markup_when_written(app):
+    """Wraps the HTML builder's template rendering, so every page it writes is corrected."""
+    if app.builder.format != "html" or not hasattr(app.builder, "templates"):
+        return
+    render = app.builder.templates.render
+
+    def render_corrected(template, context):
+        return fix_markup(render(template, context))
+
+    app.builder.templates.render = render_corrected
+
+
+# --- LaTeX: figures' alt text ------------------------------------------------------------------
+
+GRAPHICS = re.compile(r"\\sphinxincludegraphics(\[[^\]]*\])?\{")
+
+
+def visit_image_with_alt(self, node):
+    """LaTeXTranslator.visit_image, plus the image's alt text as graphicx's `alt` key."""
+    start = len(self.body)
+    LaTeXTranslator.visit_image(self, node)
+    alt = node.get("alt", "").strip()
+    if not alt:
+        return
+    from sphinx.util.texescape import escape
+
+    key = "alt={" + escape(" ".join(alt.split()), self.config.latex_engine) + "}"
+    for i in range(start, len(self.body)):
+        match = GRAPHICS.match(self.body[i])
+        if match:
+            options = match.group(1)
+            merged = f"[{key},{options[1:-1]}]" if options else f"[{key}]"
+            self.body[i] = (r"\sphinxincludegraphics" + merged + "{"
+                            + self.body[i][match.end():])
+            return
+
+
 # --- LaTeX: front matter, parts, solutions ---------------------------------------------------
 
 PREFACE_TITLE = "前言"
@@ -292,6 +448,10 @@ def setup(app):
     app.connect("builder-inited", install_mathjax)
     # after the theme's own buttons (priority 501), so the groups exist
     app.connect("html-page-context", add_header_links, priority=502)
+    app.connect("html-page-context", add_report_links, priority=502)
+    app.connect("builder-inited", correct_markup_when_written)
+    app.add_node(nodes.image, override=True,
+                 latex=(visit_image_with_alt, LaTeXTranslator.depart_image))
     app.add_node(takeaway_reference)
     app.add_role("takeaway", takeaway_role)
     app.add_post_transform(ResolveTakeaways)

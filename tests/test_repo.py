@@ -20,10 +20,6 @@ from conftest import (
     CHAPTER_NOTEBOOKS,
     HTML_DIR,
     ROOT,
-    cell_ref,
-    chapter_params,
-    fix_hint,
-    numbered_code_cells,
     parsed_code_cells,
     read_notebook,
     rel,
@@ -392,27 +388,6 @@ def test_pre_commit_runs_ruff_and_the_pinned_tools_of_the_project_venv():
 # --- figures and page weight ----------------------------------------------------------------
 
 
-@chapter_params()
-def test_every_figure_has_a_caption_or_alt_text(notebook_path):
-    nb = read_notebook(notebook_path)
-    bare = []
-    for n, cell in numbered_code_cells(nb):
-        if not any("image/png" in o.get("data", {}) or "image/jpeg" in o.get("data", {})
-                   for o in cell.outputs):
-            continue
-        mystnb = cell.metadata.get("mystnb", {})
-        described = mystnb.get("figure", {}).get("caption") or mystnb.get("image", {}).get("alt")
-        if not described:
-            bare.append(cell_ref(notebook_path, n))
-    if bare:
-        pytest.fail(
-            f"{', '.join(bare)}: a figure with neither caption nor alt text; give the cell "
-            f"`mystnb: figure: caption: ...` metadata (a Chinese caption): "
-            f"{fix_hint(notebook_path)}",
-            pytrace=False,
-        )
-
-
 class PageImages(HTMLParser):
     """The images of an HTML page, with whether each sits in a <figure> with a caption."""
 
@@ -459,16 +434,6 @@ def local_image(page, src):
 
 def built_pages():
     return sorted(p for p in HTML_DIR.rglob("*.html") if "_static" not in p.parts)
-
-
-def test_every_image_on_the_site_has_a_caption_or_alt_text(built_book):
-    for page in built_pages():
-        for src, alt, captioned in page_images(page):
-            alt_is_a_path = alt == src or alt.endswith((".png", ".jpg", ".svg"))
-            assert captioned or (alt and not alt_is_a_path), (
-                f"{rel(page)}: image {src} has no caption and no alt text (alt={alt!r}); give "
-                "the figure a caption (notebook cell metadata mystnb.figure.caption)"
-            )
 
 
 def png_size(path):
