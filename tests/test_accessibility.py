@@ -147,10 +147,15 @@ def test_every_figure_output_carries_its_cells_alt_text_for_jupyter(notebook_pat
             for kind in IMAGE_TYPES:
                 if kind not in output.get("data", {}):
                     continue
-                stored = output.get("metadata", {}).get(kind, {}).get("alt") or ""
-                if stored.strip() != cell_alt(cell):
-                    stale.append(f"{cell_ref(notebook_path, n)}: the {kind} output's alt is "
-                                 f"{stored[:40]!r}, the cell's {cell_alt(cell)[:40]!r}")
+                stored = (output.get("metadata", {}).get(kind, {}).get("alt") or "").strip()
+                wanted = cell_alt(cell)
+                if stored != wanted:
+                    same = next((i for i, (a, b) in enumerate(zip(stored, wanted)) if a != b),
+                                min(len(stored), len(wanted)))
+                    start = max(0, same - 10)
+                    stale.append(f"{cell_ref(notebook_path, n)}: the {kind} output's alt has "
+                                 f"{'…' * bool(start)}{stored[start:start + 40]!r} where the "
+                                 f"cell's has {'…' * bool(start)}{wanted[start:start + 40]!r}")
     if stale:
         pytest.fail(
             f"{rel(notebook_path)}: figures whose stored alt text (read by Jupyter's "

@@ -420,7 +420,7 @@ AXE_RUN_JS = """async () => {
     const results = await axe.run(document, {resultTypes: ["violations"]});
     return results.violations.map(v => ({
         id: v.id, impact: v.impact, help: v.help, url: v.helpUrl, count: v.nodes.length,
-        nodes: v.nodes.slice(0, 5).map(n => n.target.join(" ")),
+        nodes: v.nodes.slice(0, 5).map(n => `${n.target.join(" ")} ${n.html.slice(0, 120)}`),
     }));
 }"""
 
@@ -769,9 +769,11 @@ def test_figures_are_rendered(visit, page_path):
 
 def assert_fits(seen, limit, screen):
     layout = seen.require("load", "layout").layout
+    too_wide = {"phone": ", so the browser zooms the whole page out",
+                "desktop": ", so the reader scrolls the whole page sideways"}
     assert layout["page"] <= limit and not layout["offenders"], (
         f"{seen.path}: on {screen} ({limit} px wide) the page lays out {layout['page']} px wide"
-        + (", so the browser zooms the whole page out" if layout["page"] > limit else "")
+        + (too_wide[seen.window] if layout["page"] > limit else "")
         + f"; {layout['count']} element(s) stick out of the screen with no box around them "
         "that scrolls sideways:\n  " + "\n  ".join(layout["offenders"])
         + "\nLet long text wrap, or put wide code, outputs, tables and formulas in a box that "
