@@ -292,9 +292,9 @@ def add_report_links(app, pagename, templatename, context, doctree):
 # --- accessibility: markup corrected as each page is written ---------------------------------
 
 # (what it fixes, pattern, replacement), applied to every HTML page the builder writes. Each was
-# a violation axe-core reported (tests/test_site.py, test_page_has_no_serious_accessibility_
-# violations); when a theme upgrade changes the markup, the pattern stops matching and that test
-# names the rule again.
+# a violation axe-core reported (tests/test_site.py, test_page_has_no_serious_or_critical_
+# accessibility_violation); when a theme upgrade changes the markup, the pattern stops matching
+# and that test names the rule again.
 A11Y_FIXES = [
     # label-content-name-mismatch (serious): the search field's name was 搜索 while it shows
     # "搜索 Ctrl+K"; without the aria-label its name is the text it shows.
