@@ -46,3 +46,40 @@ def test_the_book_is_built_once_per_run_however_many_workers_ask(tmp_path):
     finally:
         for suffix in ("json", "lock"):
             (BUILD_DIR / f".once-{name}.{suffix}").unlink(missing_ok=True)
+
+
+GROUPED_TESTS = """
+import os
+import pytest
+
+@pytest.mark.xdist_group("one-kernel")
+@pytest.mark.parametrize("cell", range(6))
+def test_cell(cell):
+    with open({log!r}, "a") as log:
+        log.write(os.environ["PYTEST_XDIST_WORKER"] + "\\n")
+
+@pytest.mark.parametrize("other", range(6))
+def test_other(other):
+    pass
+"""
+
+
+def test_tests_of_one_xdist_group_run_on_one_worker(tmp_path):
+    """`make test` relies on --dist loadgroup to keep a notebook's nbval cells on one worker.
+
+    pytest-xdist 3.8 with pytest 9.2 silently stopped grouping (pytest-dev/pytest-xdist#1386):
+    each cell then ran on whichever worker was free, in a kernel that had not run the cells
+    before it. Six grouped tests must run on one worker, however the other tests spread.
+    """
+    log = tmp_path / "workers.log"
+    (tmp_path / "test_grouped.py").write_text(GROUPED_TESTS.format(log=str(log)))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "3", "--dist", "loadgroup",
+                           "-p", "no:cacheprovider", "-p", "no:nbval", str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    workers = log.read_text().split()
+    assert len(workers) == 6 and len(set(workers)) == 1, (
+        f"the six tests of one xdist_group ran on workers {workers}: --dist loadgroup does not "
+        "group with this pytest/pytest-xdist pair (requirements.txt), so nbval's cells of one "
+        "notebook would run in different kernels"
+    )
