@@ -2,7 +2,7 @@
 #   make book        build the HTML book into _build/html (zero warnings allowed), then the
 #                    whole-book PDF and the notebooks/site zips into _build/html/downloads/
 #                    (installs TeX, fonts and npm with apt-get when missing: .ci/install-tex;
-#                    MathJax from npm at the version package-lock.json pins)
+#                    MathJax and axe-core from npm at the versions package-lock.json pins)
 #   make book-deps   just those installs (TeX, fonts, MathJax), as .ci/run does before testing
 #   make test        run every test (nbval, freshness, pairing, build, links, browser, lint)
 #                    (installs chromium + fonts-noto-cjk with apt-get when missing)
@@ -36,7 +36,8 @@ book: $(STAMP) book-deps
 book-deps: $(STAMP) $(MATHJAX)
 	.ci/install-tex
 
-# MathJax, served from the built site (_ext/offline_book.py copies it into _static/mathjax/)
+# MathJax, served from the built site (_ext/offline_book.py copies it into _static/mathjax/),
+# and axe-core, which the browser tests run on every page: both pinned in package-lock.json
 $(MATHJAX): package.json package-lock.json
 	.ci/install-tex
 	npm ci --no-audit --no-fund
