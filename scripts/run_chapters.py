@@ -28,7 +28,6 @@ Exit status 0 when every chapter passed, 1 otherwise.
 
 import argparse
 import ast
-import contextlib
 import difflib
 import json
 import linecache
@@ -82,31 +81,14 @@ def stored_error(cell):
     return None
 
 
-class CapturedStderr:
-    """Everything written to stderr while active: by Python (sys.stderr) and below it (fd 2)."""
+class Sink:
+    """A text stream that stays sys.stdout (or sys.stderr) for the whole run of a chapter.
 
-    def __enter__(self):
-        sys.stderr.flush()
-        self.file = tempfile.TemporaryFile(mode="w+b")
-        self.saved_fd = os.dup(2)
-        os.dup2(self.file.fileno(), 2)
-        self.python = contextlib.redirect_stderr(_Text())
-        self.text = self.python.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.python.__exit__(*exc)
-        sys.stderr.flush()
-        os.dup2(self.saved_fd, 2)
-        os.close(self.saved_fd)
-        self.file.seek(0)
-        self.value = self.text.getvalue() + self.file.read().decode("utf-8", "replace")
-        self.file.close()
-        return False
-
-
-class _Text:
-    """A minimal text sink (io.StringIO would do; this keeps the worker's imports small)."""
+    Each cell takes what was written while it ran. One object for the whole run, not one per
+    cell, because a library may keep the stream it found at import: torch's logging handlers
+    hold the sys.stderr of the cell that imported torch, and a warning logged in a later cell
+    must still be seen, in that later cell.
+    """
 
     def __init__(self):
         self.parts = []
@@ -121,8 +103,32 @@ class _Text:
     def isatty(self):
         return False
 
-    def getvalue(self):
-        return "".join(self.parts)
+    def take(self):
+        text, self.parts = "".join(self.parts), []
+        return text
+
+
+STDOUT, STDERR = Sink(), Sink()
+
+
+class CapturedStderr:
+    """Everything written to stderr while active: by Python (the STDERR sink) and below it
+    (file descriptor 2: C libraries, subprocesses)."""
+
+    def __enter__(self):
+        STDERR.take()
+        self.file = tempfile.TemporaryFile(mode="w+b")
+        self.saved_fd = os.dup(2)
+        os.dup2(self.file.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved_fd, 2)
+        os.close(self.saved_fd)
+        self.file.seek(0)
+        self.value = STDERR.take() + self.file.read().decode("utf-8", "replace")
+        self.file.close()
+        return False
 
 
 def run_cell(source, namespace, n):
@@ -133,24 +139,24 @@ def run_cell(source, namespace, n):
     """
     filename = f"<cell {n}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    out = _Text()
+    STDOUT.take()
     try:
         tree = ast.parse(source, filename)
         last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-        with contextlib.redirect_stdout(out):
-            exec(compile(tree, filename, "exec"), namespace)
-            if last is not None:
-                value = eval(compile(ast.Expression(last.value), filename, "eval"), namespace)
-                if value is not None and not source.rstrip().endswith(";"):
-                    print(repr(value))
-        return out.getvalue(), None
+        exec(compile(tree, filename, "exec"), namespace)
+        if last is not None:
+            value = eval(compile(ast.Expression(last.value), filename, "eval"), namespace)
+            if value is not None and not source.rstrip().endswith(";"):
+                print(repr(value))
+        return STDOUT.take(), None
     except BaseException as exc:  # noqa: BLE001 - a cell may raise anything; it is reported
-        return out.getvalue(), exc
+        return STDOUT.take(), exc
 
 
 def run_notebook(path):
     """Run every code cell of one notebook; returns its report (a dict, JSON-ready)."""
     os.environ["MPLBACKEND"] = "Agg"  # figures are drawn, not shown; set before matplotlib loads
+    sys.stdout, sys.stderr = STDOUT, STDERR  # for the whole run (see Sink)
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     cells, failures, differing, start = [], [], [], time.perf_counter()
@@ -287,7 +293,11 @@ def main():
     args = parser.parse_args()
 
     if args.worker:
-        report = run_notebook(args.worker)
+        streams = sys.stdout, sys.stderr
+        try:
+            report = run_notebook(args.worker)
+        finally:
+            sys.stdout, sys.stderr = streams
         Path(args.json).write_text(json.dumps(report), encoding="utf-8")
         sys.exit(0 if report["passed"] else 1)
 

@@ -105,3 +105,12 @@ def test_the_environment_line_is_not_counted_as_a_differing_output(tmp_path):
     report = run_notebook(tmp_path, cell(source, stored))
     assert report["passed"] and not report["differing"], report
     assert report["environment_lines"] == [0], report
+
+
+def test_a_warning_logged_through_a_handler_made_in_an_earlier_cell_fails(tmp_path):
+    # torch's logging handlers keep the sys.stderr of the cell that imported torch; a warning
+    # they log in a later cell (torch.utils.cpp_extension's notice) must not be lost.
+    setup = ("import logging, sys\nlog = logging.getLogger('planted')\n"
+             "log.addHandler(logging.StreamHandler(sys.stderr))\nlog.propagate = False")
+    report = run_notebook(tmp_path, cell(setup), cell("log.warning('late notice')"))
+    assert report["failures"] == ["Cell 1: wrote to stderr: 'late notice'"], report
