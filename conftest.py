@@ -56,9 +56,11 @@ def nbval_hint(item, failure):
     )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     # Under pytest-xdist (`make test`: --dist loadgroup), a notebook's cells must run in order in
-    # one kernel, so nbval's items of one notebook form one group, sent to one worker.
+    # one kernel, so nbval's items of one notebook form one group, sent to one worker. First,
+    # before the worker's own hook turns the group marks into the node ids it schedules by.
     for item in items:
         if type(item).__name__ == "IPyNbCell":
             item.add_marker(pytest.mark.xdist_group(f"nbval-{Path(str(item.fspath)).name}"))

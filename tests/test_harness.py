@@ -1,6 +1,7 @@
 """The test harness itself: what `make test` relies on to run on several workers."""
 
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -82,4 +83,36 @@ def test_tests_of_one_xdist_group_run_on_one_worker(tmp_path):
         f"the six tests of one xdist_group ran on workers {workers}: --dist loadgroup does not "
         "group with this pytest/pytest-xdist pair (requirements.txt), so nbval's cells of one "
         "notebook would run in different kernels"
+    )
+
+
+def test_a_notebooks_nbval_cells_run_on_one_worker_in_order(tmp_path):
+    """The project's conftest.py keeps a notebook's cells together under --dist loadgroup.
+
+    Each cell uses what the cell before it defined, as the chapters do; a cell sent to another
+    worker runs in another kernel and fails with a NameError. (A first version of the grouping
+    hook ran after pytest-xdist's own and grouped nothing: 525 nbval cells failed.)
+    """
+    import nbformat
+
+    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("total = 0")]
+    for n in range(1, 9):
+        cell = nbformat.v4.new_code_cell(f"total += {n}\nprint(total)")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
+                                               text=f"{n * (n + 1) // 2}\n")]
+        nb.cells.append(cell)
+    for count, cell in enumerate(nb.cells, start=1):
+        cell.execution_count = count
+    nbformat.write(nb, tmp_path / "planted.ipynb")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "3", "--dist", "loadgroup",
+                           "-p", "no:cacheprovider", "planted.ipynb"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0 and "9 passed" in proc.stdout, (
+        "nbval's cells of one notebook did not all pass under `pytest -n 3 --dist loadgroup` "
+        "(are they grouped on one worker? see conftest.py's pytest_collection_modifyitems):\n"
+        + proc.stdout[-3000:]
     )
